@@ -1,0 +1,1 @@
+"""Classifier-guided diffusion: a from-scratch, checkpoint-compatible re-implementation."""
