@@ -1,0 +1,44 @@
+"""Crash-safe file writing: write to a temporary file beside the target, then rename.
+
+A kill at any moment leaves either the old file or the complete new one, never a truncated file.
+"""
+
+import os
+import tempfile
+
+
+def atomic_write(path, write_fn, binary=True):
+    """
+    Create or replace `path` atomically.
+
+    :param path: destination file path (its directory must exist).
+    :param write_fn: callable taking an open file object and writing the content.
+    :param binary: open the temporary file in binary mode.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def atomic_torch_save(obj, path):
+    """`torch.save(obj, path)` that never leaves a partial file at `path`."""
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_savez(path, **arrays):
+    """`np.savez(path, **arrays)` (exact file name, no `.npz` appended) written atomically."""
+    import numpy as np
+
+    atomic_write(path, lambda f: np.savez(f, **arrays))
