@@ -1,0 +1,61 @@
+"""
+Class labels for sampling: the `--class_labels` option and per-sample label assignment.
+
+`--class_labels` accepts
+- "" (default): a uniform random label per sample, drawn from that sample's own seeded stream;
+- "balanced": sample i gets label i % num_classes (equal counts when num_samples is a multiple);
+- "3,1,4": a comma list of labels, cycled over the samples (sample i gets list[i % len(list)]).
+"""
+
+import numpy as np
+
+from .sample_seeds import random_labels
+
+
+def parse_class_labels(spec, num_classes):
+    """
+    Parse and validate a `--class_labels` value.
+
+    :param spec: the flag string.
+    :param num_classes: number of classes the model/classifier knows.
+    :return: None (random), the string "balanced", or a tuple of ints.
+    :raises ValueError: on a malformed list or a label outside [0, num_classes).
+    """
+    spec = (spec or "").strip()
+    if spec == "" or spec.lower() == "random":
+        return None
+    if spec.lower() == "balanced":
+        return "balanced"
+    labels = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            label = int(part)
+        except ValueError:
+            raise ValueError(
+                f"--class_labels: {part!r} is not an integer; expected '', 'random', 'balanced' "
+                f"or a comma list of labels in [0, {num_classes})"
+            ) from None
+        if not 0 <= label < num_classes:
+            raise ValueError(f"--class_labels: label {label} is outside [0, {num_classes})")
+        labels.append(label)
+    return tuple(labels)
+
+
+def labels_for_indices(parsed, seed, indices, num_classes):
+    """
+    Labels of the given global samples.
+
+    :param parsed: output of `parse_class_labels`.
+    :param seed: the run seed (used for random labels).
+    :param indices: global sample indices.
+    :param num_classes: number of classes.
+    :return: an int64 numpy array [len(indices)].
+    """
+    indices = np.asarray(list(indices), dtype=np.int64)
+    if parsed is None:
+        return random_labels(seed, indices, num_classes)
+    if parsed == "balanced":
+        return indices % num_classes
+    table = np.asarray(parsed, dtype=np.int64)
+    return table[indices % len(table)]
