@@ -1,0 +1,400 @@
+"""
+Strict checkpoint loading with helpful errors.
+
+`load_model_checkpoint` loads a plain state dict (as released by the original
+guided-diffusion or written by our training) into a model with `strict=True`. When keys
+or shapes disagree it raises `CheckpointMismatchError` (a ValueError) that lists the
+first missing / unexpected / shape-mismatched keys and names the flags that probably
+differ: read off the checkpoint's layout and, when the current flags are known, confirmed
+by rebuilding candidate models on the meta device (no memory is allocated).
+"""
+
+import os
+import re
+
+import torch as th
+
+_SHOW = 5  # keys listed per category
+
+_KIND_ALIASES = {
+    "model": "model",
+    "diffusion": "model",
+    "classifier": "classifier",
+    "sr": "sr",
+    "super_res": "sr",
+    "upsampler": "sr",
+}
+
+# generic flag name -> flag name for the classifier / super-res factories
+_FLAG_NAMES = {
+    "model": {},
+    "classifier": {
+        "num_channels": "classifier_width",
+        "num_res_blocks": "classifier_depth",
+        "attention_resolutions": "classifier_attention_resolutions",
+        "use_scale_shift_norm": "classifier_use_scale_shift_norm",
+        "resblock_updown": "classifier_resblock_updown",
+        "channel_mult": "classifier_channel_mult",
+        "pool": "classifier_pool",
+        "use_fp16": "classifier_use_fp16",
+    },
+    "sr": {"image_size": "large_size"},
+}
+
+
+class CheckpointMismatchError(ValueError):
+    """
+    A checkpoint does not fit the model. Attributes: `missing`, `unexpected` (key lists),
+    `mismatched` (list of (key, checkpoint shape, model shape)) and `suggestions`
+    (list of (flag, value, reason)).
+    """
+
+    def __init__(self, message, missing=(), unexpected=(), mismatched=(), suggestions=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+        self.suggestions = list(suggestions)
+
+
+def state_dict_from_file(path):
+    """
+    Load a plain state dict from `path` on the CPU, with `weights_only=True`.
+
+    :raises FileNotFoundError: if the file does not exist.
+    :raises ValueError: if the file does not hold a dict of tensors.
+    """
+    path = os.fspath(path)
+    if "://" in path:  # remote (blobfile) paths
+        import io
+
+        import blobfile as bf
+
+        with bf.BlobFile(path, "rb") as f:
+            data = f.read()
+        state_dict = th.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    else:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint file not found: {path!r}")
+        state_dict = th.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state_dict, dict) or not all(th.is_tensor(v) for v in state_dict.values()):
+        raise ValueError(f"{path!r} does not contain a plain state dict of tensors")
+    return state_dict
+
+
+def compare_state_dicts(expected, found):
+    """
+    Compare a model's layout with a checkpoint's.
+
+    :param expected: name -> tensor (or shape) of the model.
+    :param found: name -> tensor (or shape) of the checkpoint.
+    :return: (missing keys, unexpected keys, [(key, checkpoint shape, model shape)]).
+    """
+    exp = {k: _shape(v) for k, v in expected.items()}
+    got = {k: _shape(v) for k, v in found.items()}
+    missing = [k for k in exp if k not in got]
+    unexpected = [k for k in got if k not in exp]
+    mismatched = [(k, got[k], exp[k]) for k in exp if k in got and got[k] != exp[k]]
+    return missing, unexpected, mismatched
+
+
+def _shape(v):
+    return tuple(v.shape) if hasattr(v, "shape") else tuple(v)
+
+
+def load_model_checkpoint(model, path_or_state_dict, flags=None, kind="model"):
+    """
+    Load a checkpoint into `model` strictly (no renaming, no missing or extra keys).
+
+    :param model: the network (UNetModel, SuperResModel or EncoderUNetModel).
+    :param path_or_state_dict: a file path or an already loaded state dict.
+    :param flags: optional dict of the flags the model was built with (e.g.
+        `args_to_dict(args, model_and_diffusion_defaults().keys())`); lets the error
+        name flag values that make the model match the checkpoint.
+    :param kind: "model", "classifier" or "sr" (super-resolution): which factory the
+        flags belong to.
+    :return: the model.
+    :raises CheckpointMismatchError: when keys or shapes differ.
+    """
+    if kind not in _KIND_ALIASES:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(_KIND_ALIASES)}")
+    kind = _KIND_ALIASES[kind]
+    source = "state dict"
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        source = repr(os.fspath(path_or_state_dict))
+        state_dict = state_dict_from_file(path_or_state_dict)
+    else:
+        state_dict = path_or_state_dict
+    missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state_dict)
+    if missing or unexpected or mismatched:
+        suggestions, exact = suggest_flags(state_dict, model.state_dict(), flags, kind)
+        message = _format_error(source, kind, missing, unexpected, mismatched, suggestions, exact)
+        raise CheckpointMismatchError(message, missing, unexpected, mismatched, suggestions)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def _format_error(source, kind, missing, unexpected, mismatched, suggestions, exact):
+    def fmt_keys(keys):
+        shown = ", ".join(keys[:_SHOW])
+        return shown + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+
+    lines = [
+        f"checkpoint {source} does not match the {kind!r} network: {len(missing)} missing, "
+        f"{len(unexpected)} unexpected and {len(mismatched)} shape-mismatched keys"
+    ]
+    if missing:
+        lines.append(f"  missing from the checkpoint: {fmt_keys(missing)}")
+    if unexpected:
+        lines.append(f"  unexpected in the checkpoint: {fmt_keys(unexpected)}")
+    if mismatched:
+        shown = [f"{k} checkpoint {list(c)} vs model {list(m)}" for k, c, m in mismatched[:_SHOW]]
+        more = f"; ... ({len(mismatched) - _SHOW} more)" if len(mismatched) > _SHOW else ""
+        lines.append("  shape mismatch: " + "; ".join(shown) + more)
+    if suggestions:
+        lines.append("flags that probably differ:")
+        for flag, value, reason in suggestions:
+            lines.append(f"  --{flag} {_flag_text(value)}  ({reason})")
+    else:
+        lines.append("no flag change explains the difference; is this the right file and kind?")
+    if exact:
+        lines.append("with these changes the model matches the checkpoint exactly: " + exact)
+    return "\n".join(lines)
+
+
+def _flag_text(value):
+    if isinstance(value, (tuple, list)):
+        return ",".join(_num_text(v) for v in value)
+    return str(value)
+
+
+def _num_text(v):
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+# ------------------------------------------------------------------------------------
+# Reading flags off a checkpoint
+
+_BLOCK = re.compile(r"^(input_blocks|output_blocks)\.(\d+)\.(\d+)\.(.+)$")
+
+
+def infer_flags(state_dict, image_size=None):
+    """
+    Read generic flag values off a UNet / classifier state dict.
+
+    :param state_dict: name -> tensor or shape.
+    :param image_size: the image size, to turn attention downsample rates into resolutions.
+    :return: dict generic flag -> (value, reason). Only what the layout determines.
+    """
+    sd = {k: _shape(v) for k, v in state_dict.items()}
+    out = {}
+    if "time_embed.0.weight" not in sd:
+        return out
+    mc = sd["time_embed.0.weight"][1]
+    out["num_channels"] = (mc, f"time_embed.0.weight is {list(sd['time_embed.0.weight'])}")
+    out["class_cond"] = (
+        "label_emb.weight" in sd,
+        "the checkpoint has label_emb" if "label_emb.weight" in sd else "the checkpoint has no label_emb",
+    )
+    if "out.2.weight" in sd and len(sd["out.2.weight"]) == 4:
+        oc = sd["out.2.weight"][0]
+        out["learn_sigma"] = (oc == 6, f"its output conv has {oc} channels")
+    emb = [(k, v) for k, v in sd.items() if k.endswith("emb_layers.1.weight")]
+    if emb:
+        k, v = emb[0]
+        norm = sd[k.replace("emb_layers.1.weight", "out_layers.0.weight")][0]
+        out["use_scale_shift_norm"] = (
+            v[0] == 2 * norm,
+            f"{k} has {v[0]} outputs for {norm} channels",
+        )
+    blocks = {}
+    for k in sd:
+        m = _BLOCK.match(k)
+        if m:
+            blocks.setdefault((m.group(1), int(m.group(2))), {}).setdefault(int(m.group(3)), set()).add(m.group(4))
+    down_conv = any(k.endswith(".op.weight") for k in sd)
+    up_conv = any(k.startswith("output_blocks") and k.endswith(".conv.weight") for k in sd)
+    outs = sorted(i for (part, i) in blocks if part == "output_blocks")
+    up_res = [i for i in outs if any("in_layers.0.weight" in names for j, names in blocks[("output_blocks", i)].items() if j > 0)]
+    if down_conv or up_conv:
+        out["resblock_updown"] = (False, "the checkpoint has conv up/downsampling layers (op / conv)")
+    elif up_res:
+        out["resblock_updown"] = (True, "the checkpoint up/downsamples with ResBlocks")
+    if "out.2.positional_embedding" in sd:
+        out["pool"] = ("attention", "the checkpoint head has an attention pool")
+    elif "out.3.weight" in sd and len(sd["out.3.weight"]) == 4:
+        out["pool"] = ("adaptive", "the checkpoint head is a 1x1 conv")
+    elif "out.1.weight" in sd and len(sd["out.1.weight"]) == 1 and "out.3.weight" in sd:
+        out["pool"] = ("spatial_v2", "the checkpoint head is Linear, GroupNorm, Linear")
+    elif "out.2.weight" in sd and len(sd["out.2.weight"]) == 2:
+        out["pool"] = ("spatial", "the checkpoint head is Linear, ReLU, Linear")
+    if outs:
+        out.update(_infer_unet_levels(sd, blocks, outs, mc, image_size))
+    return out
+
+
+def _infer_unet_levels(sd, blocks, outs, mc, image_size):
+    """Levels, blocks per level, channel_mult and attention from the UNet's output blocks."""
+    ups = []
+    for i in outs:
+        layers = blocks[("output_blocks", i)]
+        if any(j > 0 and ("conv.weight" in names or "in_layers.0.weight" in names) for j, names in layers.items()):
+            ups.append(i)
+    levels = len(ups) + 1
+    if len(outs) % levels:
+        return {}
+    per_level = len(outs) // levels
+    res = {"num_res_blocks": (per_level - 1, f"{len(outs)} output blocks over {levels} levels")}
+    mult, ds_attn = [], []
+    for lvl in range(levels):
+        first = lvl * per_level
+        level = levels - 1 - lvl
+        shape = sd.get(f"output_blocks.{first}.0.out_layers.3.weight")
+        if shape is None:
+            return res
+        mult.insert(0, shape[0] / mc)
+        if any("qkv.weight" in names for names in blocks[("output_blocks", first)].values()):
+            ds_attn.append(2**level)
+    res["channel_mult"] = (tuple(mult), "channel widths of the output blocks")
+    if image_size and ds_attn:
+        resolutions = ",".join(str(image_size // ds) for ds in sorted(ds_attn))
+        res["attention_resolutions"] = (resolutions, "positions of the attention blocks")
+    return res
+
+
+# ------------------------------------------------------------------------------------
+# Candidate rebuilds
+
+
+def _factory(kind):
+    from . import script_util as su
+
+    return {"model": su.create_model, "classifier": su.create_classifier, "sr": su.sr_create_model}[kind]
+
+
+def _layout(kind, flags):
+    """Shapes of the model built from flags on the meta device, or None if it cannot be built."""
+    import inspect
+
+    fn = _factory(kind)
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in flags.items() if k in params}
+    try:
+        with th.device("meta"):
+            model = fn(**kwargs)
+    except (ValueError, TypeError, AssertionError, ZeroDivisionError):
+        return None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _distance(layout, ckpt):
+    if layout is None:
+        return float("inf")
+    missing, unexpected, mismatched = compare_state_dicts(layout, ckpt)
+    return len(missing) + len(unexpected) + len(mismatched)
+
+
+def _value_as_flag(generic, value, flags, name):
+    """Convert an inferred value to the flag's textual form (None when it cannot be a flag)."""
+    if name not in flags:
+        return None
+    if generic == "channel_mult":
+        from .script_util import CHANNEL_MULT_BY_SIZE, parse_int_list
+
+        current = flags.get(name)
+        try:
+            if current in ("", None):
+                current = CHANNEL_MULT_BY_SIZE.get(flags.get("image_size"))
+            else:
+                current = parse_int_list(current, name)
+        except ValueError:
+            current = None
+        if current is not None and tuple(current) == tuple(value):
+            return None
+        return _flag_text(value)
+    if generic == "attention_resolutions":
+        from .script_util import parse_int_list
+
+        try:
+            if set(parse_int_list(flags[name], name)) == set(parse_int_list(value, name)):
+                return None
+        except ValueError:
+            pass
+    return value
+
+
+def suggest_flags(ckpt_state_dict, model_state_dict, flags=None, kind="model"):
+    """
+    Flags that probably differ between a model and a checkpoint.
+
+    :return: (list of (flag, value, reason), text of the flag changes that give an exact
+              match or "" when none was found).
+    """
+    kind = _KIND_ALIASES.get(kind, kind)
+    names = _FLAG_NAMES.get(kind, {})
+    ckpt = {k: _shape(v) for k, v in ckpt_state_dict.items()}
+    image_size = None
+    if flags:
+        image_size = flags.get("large_size" if kind == "sr" else "image_size")
+    inferred_ckpt = infer_flags(ckpt, image_size)
+    inferred_model = infer_flags(model_state_dict, image_size)
+
+    suggestions = []
+    for generic, (value, reason) in inferred_ckpt.items():
+        name = names.get(generic, generic)
+        model_value = inferred_model.get(generic, (None,))[0]
+        if flags is not None:
+            value = _value_as_flag(generic, value, flags, name)
+            if value is None or flags.get(name) == value:
+                continue
+        elif model_value == value:
+            continue
+        suggestions.append((name, value, reason))
+    if "input_blocks.0.0.weight" in ckpt and "input_blocks.0.0.weight" in model_state_dict:
+        c_in, m_in = ckpt["input_blocks.0.0.weight"][1], _shape(model_state_dict["input_blocks.0.0.weight"])[1]
+        if c_in != m_in:
+            hint = "a super-resolution model (kind 'sr')" if c_in == 6 else "a base model"
+            suggestions.append(("kind", "sr" if c_in == 6 else "model",
+                                f"the checkpoint's first conv takes {c_in} channels, the model's {m_in}: it is {hint}"))
+
+    if flags is None:
+        return suggestions, ""
+    return _confirm_with_rebuilds(ckpt, flags, kind, names, suggestions)
+
+
+def _confirm_with_rebuilds(ckpt, flags, kind, names, suggestions):
+    base = _distance(_layout(kind, flags), ckpt)
+    flag_changes = [(n, v) for n, v, _ in suggestions if n in flags]
+    if flag_changes:
+        combined = dict(flags, **dict(flag_changes))
+        if _distance(_layout(kind, combined), ckpt) == 0:
+            return suggestions, " ".join(f"--{n} {_flag_text(v)}" for n, v in flag_changes)
+    # One flag at a time: bool toggles, depth and size alternatives.
+    candidates = []
+    for generic in ("class_cond", "learn_sigma", "use_scale_shift_norm", "resblock_updown"):
+        name = names.get(generic, generic)
+        if isinstance(flags.get(name), bool):
+            candidates.append((name, not flags[name]))
+    depth = names.get("num_res_blocks", "num_res_blocks")
+    if isinstance(flags.get(depth), int):
+        candidates += [(depth, d) for d in range(1, 7) if d != flags[depth]]
+    if kind == "classifier":
+        pool = names["pool"]
+        candidates += [(pool, p) for p in ("adaptive", "attention", "spatial", "spatial_v2") if p != flags.get(pool)]
+        if "image_size" in flags:
+            candidates += [("image_size", s) for s in (32, 64, 128, 256, 512) if s != flags["image_size"]]
+    known = {n for n, _, _ in suggestions}
+    scored = []
+    for name, value in candidates:
+        if name in known:
+            continue
+        dist = _distance(_layout(kind, dict(flags, **{name: value})), ckpt)
+        if dist == 0:
+            suggestions.append((name, value, "rebuilding with this flag matches exactly"))
+            return suggestions, f"--{name} {_flag_text(value)}"
+        if dist < base:
+            scored.append((dist, name, value))
+    scored.sort(key=lambda s: s[0])
+    for dist, name, value in scored[:3]:
+        suggestions.append((name, value, f"rebuilding with this flag leaves {dist} differences instead of {base}"))
+    return suggestions, ""

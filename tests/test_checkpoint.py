@@ -1,0 +1,169 @@
+"""Strict checkpoint loading and the mismatch diagnostics of guided_diffusion.checkpoint."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch as th
+
+from guided_diffusion import script_util as su
+from guided_diffusion.checkpoint import (
+    CheckpointMismatchError,
+    infer_flags,
+    load_model_checkpoint,
+    state_dict_from_file,
+)
+from guided_diffusion.fileio import atomic_torch_save
+
+BASE = {**su.model_and_diffusion_defaults(), "image_size": 32, "num_channels": 32,
+        "num_res_blocks": 1, "attention_resolutions": "8"}  # fmt: skip
+CLF = {**su.classifier_defaults(), "image_size": 32, "classifier_width": 64, "classifier_depth": 1}
+LAYOUT_DIR = Path(__file__).parent / "data" / "checkpoints"
+
+
+def model_from(flags):
+    return su.create_model(**{k: v for k, v in flags.items() if k not in su.diffusion_defaults()
+                              or k == "learn_sigma"})  # fmt: skip
+
+
+def test_save_and_load_round_trip_strict(tmp_path):
+    th.manual_seed(0)
+    src = model_from({**BASE, "class_cond": True, "learn_sigma": True})
+    with th.no_grad():
+        for p in src.parameters():
+            p.normal_()
+    path = tmp_path / "model000010.pt"
+    atomic_torch_save(src.state_dict(), str(path))
+    dst = model_from({**BASE, "class_cond": True, "learn_sigma": True})
+    assert load_model_checkpoint(dst, str(path)) is dst
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert th.equal(a, b), k
+
+
+def test_loads_float32_checkpoint_into_fp16_model():
+    src = model_from(BASE)
+    dst = model_from({**BASE, "use_fp16": True})
+    dst.convert_to_fp16()
+    load_model_checkpoint(dst, src.state_dict())
+    assert dst.input_blocks[0][0].weight.dtype == th.float16
+    assert th.equal(dst.input_blocks[0][0].weight, src.input_blocks[0][0].weight.half())
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_model_checkpoint(model_from(BASE), str(tmp_path / "nope.pt"))
+
+
+def test_state_dict_from_file_rejects_non_state_dicts(tmp_path):
+    path = tmp_path / "list.pt"
+    th.save([th.zeros(1)], str(path))
+    with pytest.raises(ValueError, match="plain state dict"):
+        state_dict_from_file(str(path))
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="'unet'.*model.*classifier"):
+        load_model_checkpoint(model_from(BASE), {}, kind="unet")
+
+
+def _error(model, ckpt, flags=None, kind="model"):
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_model_checkpoint(model, ckpt.state_dict() if hasattr(ckpt, "state_dict") else ckpt,
+                              flags=flags, kind=kind)  # fmt: skip
+    assert isinstance(info.value, ValueError)
+    return info.value
+
+
+def test_error_lists_keys_shapes_and_flags():
+    err = _error(model_from(BASE), model_from({**BASE, "class_cond": True, "learn_sigma": True}), BASE)
+    msg = str(err)
+    assert err.unexpected == ["label_emb.weight"] and not err.missing
+    assert ("out.2.weight", (6, 32, 3, 3), (3, 32, 3, 3)) in err.mismatched
+    assert "label_emb.weight" in msg and "out.2.weight checkpoint [6, 32, 3, 3] vs model [3, 32, 3, 3]" in msg
+    assert "--class_cond True" in msg and "--learn_sigma True" in msg
+    assert "matches the checkpoint exactly: --class_cond True --learn_sigma True" in msg
+
+
+def test_error_without_flags_still_names_flags():
+    msg = str(_error(model_from(BASE), model_from({**BASE, "class_cond": True})))
+    assert "--class_cond True" in msg and "label_emb" in msg
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"learn_sigma": True}, "--learn_sigma True"),
+        ({"use_scale_shift_norm": False}, "--use_scale_shift_norm False"),
+        ({"resblock_updown": True}, "--resblock_updown True"),
+        ({"num_channels": 64}, "--num_channels 64"),
+        ({"num_res_blocks": 2}, "--num_res_blocks 2"),
+        ({"channel_mult": "1,2,4"}, "--channel_mult 1,2,4"),
+        ({"attention_resolutions": "16,8"}, "--attention_resolutions 16,8"),
+    ],
+)
+def test_suggests_the_differing_flag(change, expected):
+    err = _error(model_from(BASE), model_from({**BASE, **change}), BASE)
+    assert f"matches the checkpoint exactly: {expected}" in str(err)
+    assert len(err.suggestions) == 1
+
+
+def test_missing_keys_listed_with_truncation():
+    err = _error(model_from({**BASE, "resblock_updown": True}), model_from(BASE), {**BASE, "resblock_updown": True})
+    assert err.missing and err.unexpected
+    assert "missing from the checkpoint: input_blocks.2.0.in_layers.0.weight" in str(err)
+    assert "more)" in str(err)
+    assert "--resblock_updown False" in str(err)
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"classifier_depth": 2}, "--classifier_depth 2"),
+        ({"classifier_pool": "adaptive"}, "--classifier_pool adaptive"),
+        ({"classifier_resblock_updown": False}, "--classifier_resblock_updown False"),
+        ({"classifier_width": 128}, "--classifier_width 128"),
+    ],
+)
+def test_classifier_suggestions(change, expected):
+    model = su.create_classifier(**CLF)
+    ckpt = su.create_classifier(**{**CLF, **change})
+    err = _error(model, ckpt, CLF, kind="classifier")
+    assert f"matches the checkpoint exactly: {expected}" in str(err)
+
+
+def test_superres_checkpoint_into_base_model_names_kind():
+    sr_flags = {**su.sr_model_and_diffusion_defaults(), "large_size": 32, "small_size": 8,
+                "num_channels": 32, "num_res_blocks": 1, "attention_resolutions": "8"}  # fmt: skip
+    sr, _ = su.sr_create_model_and_diffusion(**sr_flags)
+    err = _error(model_from({**BASE, "channel_mult": "1,2,2,2"}), sr)
+    assert "takes 6 channels" in str(err) and "sr" in str(err)
+
+
+def test_infer_flags_reads_released_layout():
+    layout = json.loads((LAYOUT_DIR / "64x64_diffusion.json").read_text())
+    shapes = {k: tuple(s) for k, s, _ in layout["state_dict"]}
+    inferred = {k: v for k, (v, _) in infer_flags(shapes, image_size=64).items()}
+    flags = layout["create_kwargs"]
+    assert inferred["num_channels"] == flags["num_channels"] == 192
+    assert inferred["num_res_blocks"] == 3 and inferred["channel_mult"] == (1, 2, 3, 4)
+    assert inferred["attention_resolutions"] == "32,16,8"
+    assert inferred["class_cond"] and inferred["learn_sigma"] and inferred["use_scale_shift_norm"]
+    assert inferred["resblock_updown"] is True
+
+
+def test_released_layout_diagnosed_from_default_flags():
+    """The 256x256 class-conditional layout against default flags: one rebuild confirms all."""
+    layout = json.loads((LAYOUT_DIR / "256x256_diffusion.json").read_text())
+    shapes = {k: th.empty(s, device="meta") for k, s, _ in layout["state_dict"]}
+    flags = {**su.model_and_diffusion_defaults(), "image_size": 256}
+    with th.device("meta"):
+        model = model_from(flags)
+    err = _error(model, shapes, flags)
+    exact = str(err).split("exactly: ")[1]
+    for part in ("--num_channels 256", "--class_cond True", "--learn_sigma True",
+                 "--resblock_updown True", "--attention_resolutions 32,16,8"):  # fmt: skip
+        assert part in exact
+    # the released flags need no change (num_head_channels etc. do not change the layout)
+    with th.device("meta"):
+        released = model_from(layout["create_kwargs"])
+    released.load_state_dict(shapes, strict=True, assign=True)
