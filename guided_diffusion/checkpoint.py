@@ -119,6 +119,8 @@ def load_model_checkpoint(model, path_or_state_dict, flags=None, kind="model"):
     if kind not in _KIND_ALIASES:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(_KIND_ALIASES)}")
     kind = _KIND_ALIASES[kind]
+    if kind == "model" and (type(model).__name__ == "SuperResModel" or "large_size" in (flags or {})):
+        kind = "sr"
     source = "state dict"
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         source = repr(os.fspath(path_or_state_dict))
@@ -154,7 +156,10 @@ def _format_error(source, kind, missing, unexpected, mismatched, suggestions, ex
     if suggestions:
         lines.append("flags that probably differ:")
         for flag, value, reason in suggestions:
-            lines.append(f"  --{flag} {_flag_text(value)}  ({reason})")
+            if flag == "kind":
+                lines.append(f"  not a flag: {reason}")
+            else:
+                lines.append(f"  --{flag} {_flag_text(value)}  ({reason})")
     else:
         lines.append("no flag change explains the difference; is this the right file and kind?")
     if exact:
@@ -299,24 +304,24 @@ def _value_as_flag(generic, value, flags, name):
     if name not in flags:
         return None
     if generic == "channel_mult":
-        from .script_util import CHANNEL_MULT_BY_SIZE, parse_int_list
+        from .script_util import CHANNEL_MULT_BY_SIZE, parse_list_flag
 
         current = flags.get(name)
         try:
             if current in ("", None):
                 current = CHANNEL_MULT_BY_SIZE.get(flags.get("image_size"))
             else:
-                current = parse_int_list(current, name)
+                current = parse_list_flag(current, name)
         except ValueError:
             current = None
         if current is not None and tuple(current) == tuple(value):
             return None
         return _flag_text(value)
     if generic == "attention_resolutions":
-        from .script_util import parse_int_list
+        from .script_util import parse_list_flag
 
         try:
-            if set(parse_int_list(flags[name], name)) == set(parse_int_list(value, name)):
+            if set(parse_list_flag(flags[name], name)) == set(parse_list_flag(value, name)):
                 return None
         except ValueError:
             pass

@@ -104,7 +104,7 @@ def sr_model_and_diffusion_defaults():
 # Flag parsing helpers
 
 
-def parse_int_list(value, flag="value"):
+def parse_list_flag(value, flag="value"):
     """
     Parse a comma-separated list flag ("16,8") into a tuple of numbers; ints where integral
     (so "0.5,1,1" gives (0.5, 1, 1)). Tuples/lists pass through.
@@ -137,12 +137,12 @@ def _channel_mult(value, image_size, table, flag):
                 f"default: {sizes}); pass --{flag} (e.g. '1,2,2,2')"
             )
         return table[image_size]
-    return parse_int_list(value, flag)
+    return parse_list_flag(value, flag)
 
 
 def _attention_ds(attention_resolutions, image_size, flag):
     """Resolutions ("32,16,8") -> downsample rates image_size // res, as the original."""
-    resolutions = parse_int_list(attention_resolutions, flag)
+    resolutions = parse_list_flag(attention_resolutions, flag)
     for res in resolutions:
         if res != int(res) or res <= 0:
             raise ValueError(f"--{flag} must list positive integer resolutions, got {res!r}")

@@ -167,3 +167,13 @@ def test_released_layout_diagnosed_from_default_flags():
     with th.device("meta"):
         released = model_from(layout["create_kwargs"])
     released.load_state_dict(shapes, strict=True, assign=True)
+
+
+def test_superres_model_rebuilds_with_sr_factory():
+    sr_flags = {**su.sr_model_and_diffusion_defaults(), "large_size": 32, "small_size": 8,
+                "num_channels": 32, "num_res_blocks": 1, "attention_resolutions": "8"}  # fmt: skip
+    model, _ = su.sr_create_model_and_diffusion(**sr_flags)
+    ckpt, _ = su.sr_create_model_and_diffusion(**{**sr_flags, "class_cond": True})
+    err = _error(model, ckpt, sr_flags)  # kind "model" given, SuperResModel detected
+    assert "'sr' network" in str(err)
+    assert "matches the checkpoint exactly: --class_cond True" in str(err)

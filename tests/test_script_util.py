@@ -120,12 +120,12 @@ def test_attention_resolutions_become_downsample_rates():
     assert model.out_channels == 6 and model.num_classes == 1000
 
 
-def test_parse_int_list():
-    assert su.parse_int_list("16,8") == (16, 8)
-    assert su.parse_int_list("0.5,1, 2") == (0.5, 1, 2)
-    assert su.parse_int_list((1, 2)) == (1, 2)
+def test_parse_list_flag():
+    assert su.parse_list_flag("16,8") == (16, 8)
+    assert su.parse_list_flag("0.5,1, 2") == (0.5, 1, 2)
+    assert su.parse_list_flag((1, 2)) == (1, 2)
     with pytest.raises(ValueError, match=r"channel_mult.*'1,x'"):
-        su.parse_int_list("1,x", "channel_mult")
+        su.parse_list_flag("1,x", "channel_mult")
 
 
 @pytest.mark.parametrize("text,value", [("True", True), ("false", False), ("1", True), ("n", False), (True, True)])
