@@ -1,7 +1,10 @@
 """Timestep samplers: uniform, loss-second-moment, importance weights, distributed update."""
 
+import ast
 import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,14 +100,25 @@ def _dist_worker(rank, world, port, queue):
         th.distributed.destroy_process_group()
 
 
-def test_distributed_update_gathers_unequal_batches():
-    if not th.distributed.is_available():
-        pytest.skip("torch.distributed unavailable")
+def run_two_ranks():
+    """Run _dist_worker on 2 forked ranks and return {rank: (counts, history)}."""
     ctx = mp.get_context("fork")  # fork: no re-import of torch in the workers
     queue = ctx.SimpleQueue()
     mp.start_processes(_dist_worker, args=(2, _free_port(), queue), nprocs=2, join=True,
                        start_method="fork")
-    results = dict(queue.get() for _ in range(2))
+    return dict(queue.get() for _ in range(2))
+
+
+def test_distributed_update_gathers_unequal_batches():
+    if not th.distributed.is_available():
+        pytest.skip("torch.distributed unavailable")
+    # A fresh interpreter: this pytest process may already hold a default process group
+    # (from other tests), which forked workers would inherit.
+    code = "import sys, test_resample as m; sys.stdout.write(repr(m.run_two_ranks()))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(__file__),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = ast.literal_eval(proc.stdout)
     expected_counts = [2, 1, 1]
     expected_hist = [[1.0, 5.0], [2.0, 0.0], [3.0, 0.0]]
     for rank in (0, 1):
