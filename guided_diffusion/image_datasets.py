@@ -313,3 +313,37 @@ class ResumableLoader:
         self.seed = int(state["seed"])
         self.consumed = int(state["consumed"])
         self._it = None
+
+
+class SuperResData:
+    """
+    Wrap a `load_data` iterator for super-resolution: adds `cond["low_res"]`, the batch
+    area-downsampled to `small_size` (float32 [N, 3, small_size, small_size]).
+
+    :param data: iterator of (batch, cond) at the large size.
+    :param small_size: side length of the low-resolution input.
+    """
+
+    def __init__(self, data, small_size):
+        if not isinstance(small_size, int) or small_size <= 0:
+            raise ValueError(f"small_size must be a positive int, got {small_size!r}")
+        self.data = data
+        self.small_size = small_size
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        import torch.nn.functional as F
+
+        large_batch, model_kwargs = next(self.data)
+        model_kwargs = dict(model_kwargs)
+        model_kwargs["low_res"] = F.interpolate(large_batch, self.small_size, mode="area")
+        return large_batch, model_kwargs
+
+    def state_dict(self):
+        return self.data.state_dict() if hasattr(self.data, "state_dict") else None
+
+    def load_state_dict(self, state):
+        if state is not None and hasattr(self.data, "load_state_dict"):
+            self.data.load_state_dict(state)

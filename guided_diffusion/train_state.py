@@ -201,3 +201,35 @@ def read_train_state(path):
     if doc.get("format") != STATE_FORMAT:
         raise ValueError(f"{path}: unsupported train state format {doc.get('format')!r} (expected {STATE_FORMAT})")
     return doc
+
+
+def gather_rank_states(data_state):
+    """
+    Every rank's {"rng", "data"} in rank order (a collective call under torch.distributed).
+
+    :param data_state: this rank's JSON-able data position (or None).
+    """
+    import torch.distributed as dist
+
+    mine = {"rng": capture_rng_state(), "data": data_state}
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, mine)
+        return states
+    return [mine]
+
+
+def restore_rank_state(doc, rank, world_size, log=None):
+    """
+    Restore this rank's RNGs from a side file document.
+
+    :return: this rank's saved data position, or None when the world size changed (then the
+        RNGs are left alone and `log` is told why).
+    """
+    if doc["world_size"] != world_size:
+        if log is not None:
+            log(f"checkpoint written by {doc['world_size']} ranks, now {world_size}: RNG and data order restart")
+        return None
+    mine = doc["ranks"][rank]
+    restore_rng_state(mine["rng"])
+    return mine.get("data")

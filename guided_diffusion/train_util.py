@@ -176,15 +176,9 @@ class TrainLoop:
         if doc["lg_loss_scale"] is not None and self.use_fp16:
             self.mp_trainer.lg_loss_scale = doc["lg_loss_scale"]
         train_state.load_sampler_state(self.schedule_sampler, doc.get("schedule_sampler"))
-        if doc["world_size"] != self.world_size:
-            logger.warn(
-                f"checkpoint written by {doc['world_size']} ranks, now {self.world_size}: RNG and data order restart"
-            )
-            return
-        mine = doc["ranks"][self.rank]
-        if mine.get("data") is not None and hasattr(self.data, "load_state_dict"):
-            self.data.load_state_dict(mine["data"])
-        train_state.restore_rng_state(mine["rng"])
+        data_state = train_state.restore_rank_state(doc, self.rank, self.world_size, log=logger.warn)
+        if data_state is not None and hasattr(self.data, "load_state_dict"):
+            self.data.load_state_dict(data_state)
 
     # ------------------------------------------------------------------------------ loop
 
@@ -273,15 +267,7 @@ class TrainLoop:
         """Write model, EMA, optimizer and side file for the current global step (rank 0 writes)."""
         step = self.step + self.resume_step
         logdir = get_blob_logdir()
-        rank_state = {
-            "rng": train_state.capture_rng_state(),
-            "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
-        }
-        if self.world_size > 1:
-            rank_states = [None] * self.world_size
-            dist.all_gather_object(rank_states, rank_state)
-        else:
-            rank_states = [rank_state]
+        rank_states = train_state.gather_rank_states(self.data.state_dict() if hasattr(self.data, "state_dict") else None)
         if self.rank == 0:
             logger.log("saving model 0...")
             save_state_file(
