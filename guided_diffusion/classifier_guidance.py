@@ -66,13 +66,38 @@ def make_model_fn(model, class_cond):
     return model_fn
 
 
+POS_EMB_KEY = "out.2.positional_embedding"  # attention-pool head: H*W + 1 positions
+
+
+def checkpoint_image_size(state_dict, classifier, image_size):
+    """
+    The image size an attention-pool classifier checkpoint was trained for, read off its
+    positional embedding ([C, (image_size / ds)^2 + 1]) relative to the classifier built for
+    `image_size`.
+
+    :return: an int, or None when it cannot be told (other pooling heads are size-agnostic).
+    """
+    import math
+
+    mine = classifier.state_dict().get(POS_EMB_KEY)
+    theirs = state_dict.get(POS_EMB_KEY)
+    if mine is None or theirs is None or mine.dim() != 2 or theirs.dim() != 2:
+        return None
+    side_mine, side_theirs = math.isqrt(mine.shape[-1] - 1), math.isqrt(theirs.shape[-1] - 1)
+    if side_theirs**2 != theirs.shape[-1] - 1 or side_mine**2 != mine.shape[-1] - 1 or side_mine == 0:
+        return None
+    if (image_size * side_theirs) % side_mine:
+        return None
+    return image_size * side_theirs // side_mine
+
+
 def check_classifier_matches(model_image_size, classifier_image_size):
     """
     :raises ValueError: when the classifier was built for another resolution than the model.
     """
     if int(model_image_size) != int(classifier_image_size):
         raise ValueError(
-            f"the classifier is built for {classifier_image_size}x{classifier_image_size} images but the "
-            f"diffusion model samples {model_image_size}x{model_image_size}: set --classifier_image_size "
-            f"(or --image_size) so they match"
+            f"the classifier checkpoint is for {classifier_image_size}x{classifier_image_size} images but the "
+            f"diffusion model samples {model_image_size}x{model_image_size}; guidance needs a classifier "
+            f"trained at the model's --image_size"
         )

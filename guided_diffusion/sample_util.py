@@ -83,17 +83,19 @@ def setup_output(args):
     return logger.get_dir()
 
 
-def load_checkpoint(model, path, flags, kind, flag_name):
+def load_checkpoint(model, path, flags, kind, flag_name, check=None):
     """
     Load `path` into `model` strictly, turning every failure into a ValueError that names the flag.
 
     :param model: the freshly built module.
     :param path: the checkpoint path given by the user.
     :param flags: dict of the flags the model was built from (for the mismatch hint).
-    :param kind: "model" or "classifier".
+    :param kind: "model", "classifier" or "sr".
     :param flag_name: e.g. "--model_path".
+    :param check: optional callable(state_dict) raising ValueError with a more specific message.
     """
     from . import dist_util
+
     from .checkpoint import load_model_checkpoint
 
     if not path:
@@ -104,10 +106,57 @@ def load_checkpoint(model, path, flags, kind, flag_name):
         raise ValueError(f"{flag_name} {path!r}: {e}") from None
     except Exception as e:  # unpickling / zip errors from torch.load
         raise ValueError(f"{flag_name} {path!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if check is not None:
+        check(state)
     try:
         load_model_checkpoint(model, state, flags=flags, kind=kind)
     except ValueError as e:
         raise ValueError(f"{flag_name} {path!r} does not fit the {kind} built from the flags:\n{e}") from None
+
+
+def load_base_samples(path, small_size, class_cond, num_classes):
+    """
+    Read and check the low-resolution inputs of super-resolution sampling.
+
+    :param path: npz with `arr_0` uint8 [M, small_size, small_size, 3] and, for class-conditional
+                 models, `arr_1` integer labels [M] in [0, num_classes).
+    :return: (images uint8 [M, s, s, 3], labels int64 [M] or None).
+    :raises ValueError: naming the file and what is wrong with it.
+    """
+    if not path:
+        raise ValueError("--base_samples is required (an npz written by image_sample.py or classifier_sample.py)")
+    import zipfile
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--base_samples {path!r}: no such file")
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not hasattr(f, "files"):
+            raise ValueError("it holds a single array (.npy), not named arrays")
+        with f:
+            arrays = {name: f[name] for name in f.files if name in ("arr_0", "arr_1")}
+            names = sorted(f.files)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"--base_samples {path!r} is not a readable npz file ({e})") from None
+    if "arr_0" not in arrays:
+        raise ValueError(f"--base_samples {path!r} has arrays {names}, but needs 'arr_0' (images)")
+    images, labels = arrays["arr_0"], arrays.get("arr_1")
+    want = ("M", small_size, small_size, 3)
+    if images.ndim != 4 or tuple(images.shape[1:]) != want[1:] or images.shape[0] == 0:
+        raise ValueError(f"--base_samples {path!r}: arr_0 has shape {images.shape}, expected {want} with M >= 1 "
+                         f"(--small_size is {small_size})")
+    if images.dtype != np.uint8:
+        raise ValueError(f"--base_samples {path!r}: arr_0 has dtype {images.dtype}, expected uint8 pixels")
+    if not class_cond:
+        return images, None
+    if labels is None:
+        raise ValueError(f"--base_samples {path!r} has no 'arr_1' labels, which a class-conditional model needs")
+    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"--base_samples {path!r}: arr_1 has {labels.dtype} shape {labels.shape}, "
+                         f"expected integer labels of shape ({images.shape[0]},)")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"--base_samples {path!r}: labels must lie in [0, {num_classes})")
+    return images, labels.astype(np.int64)
 
 
 def images_to_uint8(x):

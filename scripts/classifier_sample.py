@@ -1,0 +1,123 @@
+"""
+Like image_sample.py, but use a noisy image classifier to guide the sampling process towards
+more realistic images (classifier guidance). Saves `samples_{N}x{H}x{W}x3.npz` with `arr_0`
+images and `arr_1` the requested labels.
+
+Ancestral sampling shifts the mean by the scaled classifier gradient (condition_mean); with
+--use_ddim True the gradient shifts the predicted noise instead (condition_score). New flags:
+--seed, --output_dir, --eta, --progress, --class_labels, --num_classes. With
+--classifier_scale 0 the classifier is loaded (checked) but never evaluated (the result equals unguided sampling
+for the same seed).
+"""
+
+import argparse
+
+import torch as th
+
+from guided_diffusion import dist_util, logger
+from guided_diffusion.classifier_guidance import (
+    check_classifier_matches,
+    checkpoint_image_size,
+    make_cond_fn,
+    make_model_fn,
+)
+from guided_diffusion.sample_labels import labels_for_indices, parse_class_labels, resolve_num_classes
+from guided_diffusion.sample_seeds import PerSampleNoise
+from guided_diffusion.sample_util import (
+    add_sampling_flags,
+    cli_main,
+    generate,
+    images_to_uint8,
+    load_checkpoint,
+    run_config,
+    sample_to_npz,
+    setup_output,
+    validate_sampling_args,
+)
+from guided_diffusion.script_util import (
+    NUM_CLASSES,
+    add_dict_to_argparser,
+    args_to_dict,
+    classifier_defaults,
+    create_classifier,
+    create_model_and_diffusion,
+    model_and_diffusion_defaults,
+)
+
+
+def main():
+    args = create_argparser().parse_args()
+    validate_sampling_args(args)
+    num_classes = resolve_num_classes(args.num_classes, NUM_CLASSES)
+    label_spec = parse_class_labels(args.class_labels, num_classes)
+
+    out_dir = setup_output(args)
+    logger.log("creating model and diffusion...")
+    flags = args_to_dict(args, model_and_diffusion_defaults().keys())
+    model, diffusion = create_model_and_diffusion(**flags)
+    load_checkpoint(model, args.model_path, flags, "model", "--model_path")
+    model.to(dist_util.dev())
+    if args.use_fp16:
+        model.convert_to_fp16()
+    model.eval()
+
+    logger.log("loading classifier...")
+    cflags = args_to_dict(args, classifier_defaults().keys())
+    classifier = create_classifier(**cflags)
+    load_checkpoint(classifier, args.classifier_path, cflags, "classifier", "--classifier_path",
+                    check=lambda sd: check_size(sd, classifier, args.image_size))
+    classifier.to(dist_util.dev())
+    if args.classifier_use_fp16:
+        classifier.convert_to_fp16()
+    classifier.eval()
+    cond_fn = make_cond_fn(classifier, args.classifier_scale) if args.classifier_scale != 0 else None
+    model_fn = make_model_fn(model, args.class_cond)
+    shape = (3, args.image_size, args.image_size)
+
+    def make_batch(indices, seed):
+        noise = PerSampleNoise(seed, indices)
+        labels = labels_for_indices(label_spec, seed, indices, num_classes)
+        model_kwargs = {"y": th.from_numpy(labels).to(dist_util.dev())}
+        with th.no_grad():
+            sample = generate(
+                diffusion, model_fn, (len(indices),) + shape, noise,
+                use_ddim=args.use_ddim, eta=args.eta, clip_denoised=args.clip_denoised,
+                model_kwargs=model_kwargs, cond_fn=cond_fn, device=dist_util.dev(),
+            )
+        return {"arr_0": images_to_uint8(sample), "arr_1": labels}
+
+    logger.log("sampling...")
+    config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"))
+    sample_to_npz(out_dir, config, args, make_batch)
+
+
+def check_size(state_dict, classifier, image_size):
+    trained = checkpoint_image_size(state_dict, classifier, image_size)
+    if trained is not None:
+        check_classifier_matches(image_size, trained)
+
+
+def create_argparser():
+    defaults = dict(
+        clip_denoised=True,
+        num_samples=10000,
+        batch_size=16,
+        use_ddim=False,
+        model_path="",
+        classifier_path="",
+        classifier_scale=1.0,
+    )
+    defaults.update(model_and_diffusion_defaults())
+    defaults.update(classifier_defaults())
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    add_dict_to_argparser(parser, defaults)
+    add_sampling_flags(parser)
+    parser.add_argument("--class_labels", type=str, default="",
+                        help="'' random per sample, 'balanced', or a comma list of labels (cycled)")
+    parser.add_argument("--num_classes", type=int, default=0,
+                        help=f"random/balanced labels come from [0, num_classes) (default {NUM_CLASSES})")
+    return parser
+
+
+if __name__ == "__main__":
+    cli_main(main)

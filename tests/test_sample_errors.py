@@ -1,0 +1,133 @@
+"""
+Bad input to the sampling scripts: a one-line message naming the problem, exit status 2, and no
+samples npz. The scripts' main() runs in-process (same code path as the CLI, without paying the
+interpreter start-up per case); test_sample_scripts.py checks the real subprocess once.
+"""
+
+import os
+import numpy as np
+import pytest
+
+from sample_helpers import (
+    CLASSIFIER_FLAGS,
+    MODEL_FLAGS,
+    SR_FLAGS,
+    build_classifier,
+    build_model,
+    build_sr,
+    flag_list,
+    one_thread,
+    perturb_and_save,
+    run_in_process,
+)
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad_inputs")
+    paths = {k: str(d / f"{k}.pt") for k in ("model", "classifier", "sr")}
+    perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
+    perturb_and_save(build_classifier(), paths["classifier"], 1, 0.05)
+    perturb_and_save(build_sr()[0], paths["sr"], 2, 0.02)
+    np.savez(str(d / "good.npz"), np.zeros((2, 8, 8, 3), np.uint8))
+    np.savez(str(d / "wrong_key.npz"), images=np.zeros((2, 8, 8, 3), np.uint8))
+    np.savez(str(d / "wrong_shape.npz"), np.zeros((2, 16, 16, 3), np.uint8))
+    np.savez(str(d / "wrong_dtype.npz"), np.zeros((2, 8, 8, 3), np.float32))
+    np.save(str(d / "single.npy"), np.zeros((2, 8, 8, 3), np.uint8))
+    with open(str(d / "text.npz"), "w") as f:
+        f.write("not a zip")
+    paths["dir"] = str(d)
+    return paths
+
+
+def _run(script, args, out_dir, monkeypatch, capsys):
+    code, _, err = run_in_process(script, list(args) + ["--output_dir", out_dir], monkeypatch, capsys)
+    assert code == 2, err
+    assert "Traceback" not in err
+    if os.path.isdir(out_dir):
+        assert not [f for f in os.listdir(out_dir) if f.startswith("samples_")]
+    return err
+
+
+def _model(files, **extra):
+    flags = dict(MODEL_FLAGS, model_path=files["model"], num_samples=2, batch_size=2, seed=0)
+    flags.update(extra)
+    return flag_list(flags)
+
+
+def _guided(files, **extra):
+    flags = dict(CLASSIFIER_FLAGS, classifier_path=files["classifier"])
+    flags.update(extra)
+    return flag_list(flags)
+
+
+IMAGE_CASES = {
+    "num_samples_zero": (dict(num_samples=0), "--num_samples must be a positive integer, got 0"),
+    "batch_size_negative": (dict(batch_size=-1), "--batch_size must be a positive integer, got -1"),
+    "eta_without_ddim": (dict(eta=0.5), "--use_ddim True"),
+    "negative_seed": (dict(seed=-3), "--seed"),
+    "missing_model": (dict(model_path="/nonexistent/model.pt"), "/nonexistent/model.pt"),
+    "no_model_path": (dict(model_path=""), "--model_path is required"),
+    "mismatched_flags": (dict(num_channels=64), "--num_channels 32"),
+    "class_cond_flag_differs": (dict(class_cond=True), "--class_cond False"),
+    "respacing_too_many_steps": (dict(timestep_respacing="200"), "200"),
+    "respacing_bad_ddim": (dict(timestep_respacing="ddim11"), "11"),
+    "label_out_of_range": (dict(class_cond=True, class_labels="1,1000"), "outside [0, 1000)"),
+    "too_many_classes": (dict(class_cond=True, num_classes=5000), "--num_classes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_CASES))
+def test_image_sample_bad_input(case, files, tmp_path, monkeypatch, capsys):
+    extra, expected = IMAGE_CASES[case]
+    err = _run("image_sample.py", _model(files, **extra), tmp_path, monkeypatch, capsys)
+    assert expected in err
+
+
+def test_not_a_checkpoint_file(files, tmp_path, monkeypatch, capsys):
+    path = os.path.join(files["dir"], "text.npz")
+    err = _run("image_sample.py", _model(files, model_path=path), tmp_path, monkeypatch, capsys)
+    assert "not a readable PyTorch checkpoint" in err
+
+
+GUIDED_CASES = {
+    "no_classifier_path": (dict(classifier_path=""), "--classifier_path is required"),
+    "missing_classifier": (dict(classifier_path="/nonexistent/c.pt"), "/nonexistent/c.pt"),
+    "classifier_flags_differ": (dict(classifier_width=64), "--classifier_width 32"),
+    "classifier_trained_at_other_size": (
+        dict(image_size=16, classifier_attention_resolutions=8), "classifier checkpoint is for 8x8 images"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GUIDED_CASES))
+def test_classifier_sample_bad_input(case, files, tmp_path, monkeypatch, capsys):
+    extra, expected = GUIDED_CASES[case]
+    model_extra = {"image_size": extra.pop("image_size")} if "image_size" in extra else {}
+    if model_extra:
+        model_extra["attention_resolutions"] = 8
+    args = _model(files, **model_extra) + _guided(files, **extra)
+    err = _run("classifier_sample.py", args, tmp_path, monkeypatch, capsys)
+    assert expected in err
+
+
+SR_CASES = {
+    "missing_base": ("missing.npz", {}, "no such file"),
+    "wrong_key": ("wrong_key.npz", {}, "needs 'arr_0'"),
+    "wrong_shape": ("wrong_shape.npz", {}, "expected ('M', 8, 8, 3)"),
+    "wrong_dtype": ("wrong_dtype.npz", {}, "expected uint8"),
+    "npy_not_npz": ("single.npy", {}, "not a readable npz"),
+    "not_a_zip": ("text.npz", {}, "not a readable npz"),
+    "labels_missing_for_class_cond": ("good.npz", {"class_cond": True}, "no 'arr_1' labels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SR_CASES))
+def test_super_res_sample_bad_base_samples(case, files, tmp_path, monkeypatch, capsys):
+    name, extra, expected = SR_CASES[case]
+    flags = dict(SR_FLAGS, model_path=files["sr"], base_samples=os.path.join(files["dir"], name),
+                 num_samples=2, batch_size=2)
+    flags.update(extra)
+    err = _run("super_res_sample.py", flag_list(flags), tmp_path, monkeypatch, capsys)
+    assert expected in err

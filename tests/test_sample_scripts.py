@@ -1,0 +1,244 @@
+"""
+End-to-end tests of image_sample.py, classifier_sample.py and super_res_sample.py on tiny
+randomly initialised checkpoints. The reference runs are real subprocesses (under `mpiexec -n 1`
+and `-n 2`); the others run the script as __main__ in-process to keep the suite fast.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch as th
+
+from guided_diffusion.classifier_guidance import classifier_log_probs
+from guided_diffusion.sample_seeds import PerSampleNoise, random_labels
+from guided_diffusion.sample_util import INTERRUPTED_EXIT_CODE, STOP_AFTER_ENV, generate, images_to_uint8
+from sample_helpers import (
+    CLASSIFIER_FLAGS,
+    MODEL_FLAGS,
+    SR_FLAGS,
+    build_classifier,
+    build_model,
+    build_sr,
+    flag_list,
+    one_thread,
+    perturb_and_save,
+    run_in_process,
+    run_script,
+)
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+SEED = 3
+N = 8
+GUIDED_SCALE = 10.0
+MPIEXEC = shutil.which("mpiexec")
+
+
+def _npz(out_dir, name=None):
+    names = [f for f in os.listdir(out_dir) if f.startswith("samples_") and f.endswith(".npz")]
+    assert len(names) == 1, names
+    if name is not None:
+        assert names[0] == name
+    with np.load(os.path.join(out_dir, names[0]), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _ok(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _ok_in_process(*args, **kwargs):
+    code, out, err = run_in_process(*args, **kwargs)
+    assert code == 0, err[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpts")
+    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "classifier", "sr")}
+    perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
+    perturb_and_save(build_model(class_cond=True)[0], paths["cond_model"], 1, 0.05)
+    perturb_and_save(build_classifier(), paths["classifier"], 2, 0.05)
+    perturb_and_save(build_sr()[0], paths["sr"], 3, 0.05)
+    return paths
+
+
+def _model_args(ckpts, **extra):
+    flags = dict(MODEL_FLAGS, model_path=ckpts["model"], seed=SEED, num_samples=N, batch_size=4)
+    flags.update(extra)
+    return flag_list(flags)
+
+
+def _guided_args(ckpts, scale, **extra):
+    flags = dict(CLASSIFIER_FLAGS, classifier_path=ckpts["classifier"], classifier_scale=scale, num_classes=4)
+    flags.update(extra)
+    return _model_args(ckpts) + flag_list(flags)
+
+
+@pytest.fixture(scope="module")
+def unguided(ckpts, tmp_path_factory):
+    """image_sample.py as a real subprocess under `mpiexec -n 1` (plain python without mpiexec)."""
+    out = str(tmp_path_factory.mktemp("unguided"))
+    launcher = (MPIEXEC, "-n", "1") if MPIEXEC else ()
+    _ok(run_script("image_sample.py", _model_args(ckpts, output_dir=out), launcher=launcher))
+    return out
+
+
+@pytest.fixture()
+def guided0(ckpts, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "guided0")
+    _ok_in_process("classifier_sample.py", _guided_args(ckpts, 0.0, output_dir=out, batch_size=3),
+                   monkeypatch, capsys)
+    return out
+
+
+def test_image_sample_npz_has_exact_layout_and_grid(unguided):
+    arrays = _npz(unguided, f"samples_{N}x8x8x3.npz")
+    assert sorted(arrays) == ["arr_0"]
+    assert arrays["arr_0"].dtype == np.uint8 and arrays["arr_0"].shape == (N, 8, 8, 3)
+    assert os.path.exists(os.path.join(unguided, f"samples_{N}x8x8x3.png"))
+    assert not [f for f in os.listdir(unguided) if f.startswith("sample_shards-")]  # shards cleaned up
+    assert len({arrays["arr_0"][i].tobytes() for i in range(N)}) == N  # no duplicated noise
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+def test_two_ranks_give_the_same_samples_as_one(ckpts, unguided, tmp_path):
+    out = str(tmp_path)
+    proc = _ok(run_script("image_sample.py", _model_args(ckpts, output_dir=out, batch_size=3),
+                          launcher=(MPIEXEC, "-n", "2")))
+    assert os.path.exists(os.path.join(out, "log-rank001.txt"))  # rank 1 took part, logging beside rank 0
+    two = _npz(out, f"samples_{N}x8x8x3.npz")["arr_0"]
+    assert np.array_equal(two, _npz(unguided)["arr_0"]), proc.stdout
+
+
+def test_class_cond_labels_recorded_are_the_labels_used(ckpts, tmp_path, monkeypatch, capsys):
+    _ok_in_process("image_sample.py", _model_args(
+        ckpts, model_path=ckpts["cond_model"], class_cond=True, class_labels="7,2", num_samples=3,
+        output_dir=tmp_path), monkeypatch, capsys)
+    arrays = _npz(str(tmp_path))
+    assert arrays["arr_1"].dtype == np.int64 and arrays["arr_1"].tolist() == [7, 2, 7]
+    # Rebuild sample 1 in-process with label 2 and with label 7: only label 2 reproduces it.
+    model, diffusion = build_model(class_cond=True)
+    model.load_state_dict(th.load(ckpts["cond_model"], weights_only=True))
+    model.eval()
+    rebuilt = {}
+    for label in (2, 7):
+        with th.no_grad():
+            x = generate(diffusion, model, (1, 3, 8, 8), PerSampleNoise(SEED, [1]),
+                         model_kwargs={"y": th.tensor([label])})
+        rebuilt[label] = images_to_uint8(x)[0].astype(int)
+    assert np.abs(rebuilt[2] - arrays["arr_0"][1]).max() <= 1
+    assert np.abs(rebuilt[7] - arrays["arr_0"][1]).max() > 1
+
+
+def test_guidance_scale_zero_equals_unguided_for_same_seed(unguided, guided0):
+    guided, plain = _npz(guided0), _npz(unguided)
+    assert np.array_equal(guided["arr_0"], plain["arr_0"])  # different batch sizes, too
+    # default labels: uniform per sample from its own seeded stream
+    assert guided["arr_1"].dtype == np.int64
+    assert guided["arr_1"].tolist() == random_labels(SEED, range(N), 4).tolist()
+
+
+def _mean_requested_log_prob(ckpts, arrays):
+    classifier = build_classifier()
+    classifier.load_state_dict(th.load(ckpts["classifier"], weights_only=True))
+    classifier.eval()
+    x = th.from_numpy(arrays["arr_0"]).float().permute(0, 3, 1, 2) / 127.5 - 1
+    with th.no_grad():
+        lp = classifier_log_probs(classifier, x, th.zeros(len(x), dtype=th.long), th.from_numpy(arrays["arr_1"]))
+    return lp.mean().item()
+
+
+@pytest.mark.parametrize("use_ddim", [False, True])
+def test_positive_scale_raises_requested_label_log_prob(ckpts, tmp_path, use_ddim, monkeypatch, capsys):
+    lps = []
+    for scale in (0.0, GUIDED_SCALE):
+        out = str(tmp_path / f"scale{scale}")
+        _ok_in_process("classifier_sample.py", _guided_args(ckpts, scale, output_dir=out, use_ddim=use_ddim),
+                       monkeypatch, capsys)
+        arrays = _npz(out)
+        assert arrays["arr_1"].tolist() == random_labels(SEED, range(N), 4).tolist()
+        lps.append(_mean_requested_log_prob(ckpts, arrays))
+    assert lps[1] > lps[0]
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_npz(ckpts, unguided, tmp_path, monkeypatch, capsys):
+    args = _model_args(ckpts, output_dir=tmp_path)
+    code, _, err = run_in_process("image_sample.py", args, monkeypatch, capsys, env={STOP_AFTER_ENV: "1"})
+    assert code == INTERRUPTED_EXIT_CODE, err[-2000:]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("samples_")]  # nothing presented as final
+    shard_dirs = [f for f in os.listdir(tmp_path) if f.startswith("sample_shards-")]
+    assert len(shard_dirs) == 1
+    assert sorted(os.listdir(tmp_path / shard_dirs[0])) == ["run.json", "shard_000000.npz"]
+    out = _ok_in_process("image_sample.py", args, monkeypatch, capsys)
+    assert "resuming: 1 of 2 shards" in out  # only the missing shard was sampled
+    assert np.array_equal(_npz(str(tmp_path))["arr_0"], _npz(unguided)["arr_0"])
+
+
+def test_changed_config_does_not_reuse_shards(ckpts, tmp_path, monkeypatch, capsys):
+    args = _model_args(ckpts, output_dir=tmp_path)
+    run_in_process("image_sample.py", args, monkeypatch, capsys, env={STOP_AFTER_ENV: "1"})
+    out = _ok_in_process("image_sample.py", _model_args(ckpts, output_dir=tmp_path, clip_denoised=False),
+                         monkeypatch, capsys)
+    assert "resuming" not in out
+    # the first configuration's shards stay for its own rerun
+    assert len([f for f in os.listdir(tmp_path) if f.startswith("sample_shards-")]) == 1
+
+
+def test_super_res_sample_upsamples_base_samples_with_ddim(ckpts, unguided, tmp_path, monkeypatch, capsys):
+    base = os.path.join(unguided, f"samples_{N}x8x8x3.npz")
+    flags = dict(SR_FLAGS, model_path=ckpts["sr"], base_samples=base, num_samples=3, batch_size=2,
+                 use_ddim=True, seed=SEED, output_dir=tmp_path)
+    _ok_in_process("super_res_sample.py", flag_list(flags), monkeypatch, capsys)
+    arrays = _npz(str(tmp_path), "samples_3x32x32x3.npz")
+    assert sorted(arrays) == ["arr_0"] and arrays["arr_0"].dtype == np.uint8
+    # Sample 1 is base sample 1 upsampled: rebuild it in-process from that input.
+    model, diffusion = build_sr()
+    model.load_state_dict(th.load(ckpts["sr"], weights_only=True))
+    model.eval()
+    with np.load(base) as f:
+        low = th.from_numpy(f["arr_0"][1:2]).float().permute(0, 3, 1, 2) / 127.5 - 1
+    with th.no_grad():
+        x = diffusion.ddim_sample_loop(model, (1, 3, 32, 32), noise=PerSampleNoise(SEED, [1]).initial_noise((1, 3, 32, 32)),
+                                       model_kwargs={"low_res": low})
+    assert np.abs(images_to_uint8(x)[0].astype(int) - arrays["arr_0"][1]).max() <= 1
+
+
+def test_user_error_exits_cleanly_without_traceback(ckpts, tmp_path):
+    missing = str(tmp_path / "missing.pt")
+    proc = run_script("image_sample.py", _model_args(ckpts, output_dir=tmp_path, model_path=missing))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--model_path" in proc.stderr and missing in proc.stderr
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("samples_")]
+
+
+@pytest.mark.slow
+def test_real_kill_after_first_shard_resumes(ckpts, unguided, tmp_path):
+    """SIGKILL the process once a shard file appears; the rerun completes the same npz."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sample_helpers import REPO
+
+    args = [sys.executable, os.path.join(REPO, "scripts", "image_sample.py")] + _model_args(
+        ckpts, output_dir=tmp_path, batch_size=1)
+    proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        dirs = [d for d in os.listdir(tmp_path) if d.startswith("sample_shards-")]
+        if dirs and any(f.startswith("shard_") for f in os.listdir(tmp_path / dirs[0])):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("samples_")]
+    _ok(run_script("image_sample.py", _model_args(ckpts, output_dir=tmp_path, batch_size=1)))
+    assert np.array_equal(_npz(str(tmp_path))["arr_0"], _npz(unguided)["arr_0"])
