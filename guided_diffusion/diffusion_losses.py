@@ -83,7 +83,7 @@ def training_losses(diffusion, model, x_start, t, model_kwargs=None, noise=None)
 
     model_output = model(x_t, diffusion._scale_timesteps(t), **model_kwargs)
     if diffusion.model_var_type.is_learned():
-        B, C = x_t.shape[:2]
+        C = x_t.shape[1]
         check_learned_output(model_output, x_t)
         model_output, model_var_values = th.split(model_output, C, dim=1)
         # Train the variance with the bound, but keep the bound from moving the mean.
