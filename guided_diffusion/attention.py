@@ -3,10 +3,13 @@ Self-attention layers of the UNet and the classifier's attention-pooling head.
 
 Numerics follow the original guided-diffusion: q and k are each scaled by
 1 / ch^(1/4) before the dot product and the softmax runs in float32.
-For float32/float64 activations the product is computed with
-`torch.nn.functional.scaled_dot_product_attention` (the same function up to
-float rounding, and faster); for fp16/bf16 the explicit formula is used so that
-half-precision results round exactly like the original.
+For float32/float64 activations on an accelerator the product is computed with
+`torch.nn.functional.scaled_dot_product_attention` (the same function up to float
+rounding, faster and without the T x T weight matrix). On the CPU the explicit einsum
+formula is used: with torch 2.13 it measured 1.5-2.5x faster than SDPA there
+(benchmarks/bench_model.py prints the ratio). fp16/bf16 always use the explicit formula
+so that half-precision results round exactly like the original. `USE_SDPA` overrides
+the choice (None: automatic).
 
 Two layouts of the 3*C qkv channels exist (see `qkv_heads_legacy` and
 `qkv_heads_new`): the legacy order splits heads first, the new order splits
@@ -22,6 +25,9 @@ import torch.nn.functional as F
 from .nn import checkpoint, conv_nd, normalization, zero_module
 
 _SDPA_DTYPES = (th.float32, th.float64)
+
+# None: SDPA for float32/float64 on non-CPU devices; True/False: force on/off for those dtypes.
+USE_SDPA = None
 
 
 def qkv_heads_legacy(qkv, n_heads):
@@ -72,9 +78,21 @@ def attention_sdpa(q, k, v):
     return out.transpose(1, 2)  # [B, T, C] -> [B, C, T]
 
 
+def use_sdpa(x):
+    """Whether `qkv_attention` uses SDPA for a tensor like `x` (see USE_SDPA)."""
+    if x.dtype not in _SDPA_DTYPES:
+        return False
+    if USE_SDPA is None:
+        return x.device.type != "cpu"
+    return bool(USE_SDPA)
+
+
 def qkv_attention(q, k, v):
-    """Dispatch to SDPA for full-precision inputs, else to the explicit formula."""
-    if q.dtype in _SDPA_DTYPES:
+    """
+    Attention of [B x C x T] q, k, v: SDPA or the explicit formula (same result up to
+    float32 rounding), see `use_sdpa`.
+    """
+    if use_sdpa(q):
         return attention_sdpa(q, k, v)
     return attention_explicit(q, k, v)
 

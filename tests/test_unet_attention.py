@@ -141,3 +141,25 @@ def test_attention_pool_matches_reference():
     assert out.shape == (3, 5)
     assert th.allclose(out, ref, atol=1e-5)
     assert pool.positional_embedding.shape == (32, 17)
+
+
+def test_use_sdpa_dispatch(monkeypatch):
+    x = th.zeros(1)
+    assert A.use_sdpa(x) is False  # automatic: explicit formula on the CPU
+    assert A.use_sdpa(th.zeros(1, device="meta")) is True  # any accelerator-like device
+    monkeypatch.setattr(A, "USE_SDPA", True)
+    assert A.use_sdpa(x) is True
+    assert A.use_sdpa(x.half()) is False  # half precision always rounds like the original
+
+
+@pytest.mark.parametrize("new_order", [False, True])
+def test_attention_block_same_output_with_sdpa_forced(monkeypatch, new_order):
+    th.manual_seed(0)
+    block = AttentionBlock(64, num_head_channels=16, use_new_attention_order=new_order)
+    th.nn.init.normal_(block.proj_out.weight)
+    x = th.randn(2, 64, 8, 8)
+    monkeypatch.setattr(A, "USE_SDPA", False)
+    explicit = block(x)
+    monkeypatch.setattr(A, "USE_SDPA", True)
+    sdpa = block(x)
+    assert (sdpa - explicit).abs().max().item() < 5e-6
