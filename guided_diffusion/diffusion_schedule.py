@@ -19,6 +19,8 @@ import math
 import numpy as np
 import torch as th
 
+from .diffusion_types import UnknownNameError
+
 BETA_SCHEDULES = ("linear", "cosine")
 
 
@@ -32,7 +34,8 @@ def get_named_beta_schedule(schedule_name, num_diffusion_timesteps):
     :param schedule_name: one of BETA_SCHEDULES.
     :param num_diffusion_timesteps: T, the number of betas to produce (> 0).
     :return: a float64 numpy array of shape [T].
-    :raises ValueError: for an unknown name, T < 1, or T < 20 with "linear" (betas above 1).
+    :raises ValueError: for an unknown name (UnknownNameError, also a NotImplementedError like
+                        the reference's), T < 1, or T < 20 with "linear" (betas above 1).
     """
     num_diffusion_timesteps = int(num_diffusion_timesteps)
     if num_diffusion_timesteps < 1:
@@ -56,7 +59,7 @@ def get_named_beta_schedule(schedule_name, num_diffusion_timesteps):
             num_diffusion_timesteps,
             lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2,
         )
-    raise ValueError(
+    raise UnknownNameError(
         f"unknown beta schedule: {schedule_name!r}; allowed: {', '.join(BETA_SCHEDULES)}"
     )
 

@@ -1,5 +1,6 @@
 """
-The three configuration enums of a Gaussian diffusion (re-exported by `gaussian_diffusion`).
+The three configuration enums of a Gaussian diffusion (re-exported by `gaussian_diffusion`) and
+the error raised for unknown schedule or sampler names.
 
 The member values (1, 2, 3, ...) follow the declaration order of the reference implementation.
 """
@@ -44,3 +45,10 @@ class LossType(enum.Enum):
     def is_vb(self):
         """True for the losses that are the variational bound alone."""
         return self == LossType.KL or self == LossType.RESCALED_KL
+
+
+class UnknownNameError(ValueError, NotImplementedError):
+    """
+    An unknown schedule / sampler name. A ValueError (bad user input) that is also a
+    NotImplementedError, which is what the reference raised, so old `except` clauses still work.
+    """

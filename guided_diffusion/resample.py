@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch as th
 
+from .diffusion_types import UnknownNameError
+
 SCHEDULE_SAMPLERS = ("uniform", "loss-second-moment")
 
 
@@ -17,13 +19,14 @@ def create_named_schedule_sampler(name, diffusion):
 
     :param name: the name of the sampler, one of SCHEDULE_SAMPLERS.
     :param diffusion: the diffusion object to sample for.
-    :raises ValueError: for an unknown name.
+    :raises ValueError: for an unknown name (UnknownNameError, also a NotImplementedError as
+                        in the reference).
     """
     if name == "uniform":
         return UniformSampler(diffusion)
     if name == "loss-second-moment":
         return LossSecondMomentResampler(diffusion)
-    raise ValueError(
+    raise UnknownNameError(
         f"unknown schedule sampler: {name!r}; allowed: {', '.join(SCHEDULE_SAMPLERS)}"
     )
 

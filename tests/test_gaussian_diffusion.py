@@ -73,6 +73,7 @@ def test_unknown_schedule_names_allowed_ones():
     with pytest.raises(ValueError) as err:
         get_named_beta_schedule("quadratic", 100)
     assert "quadratic" in str(err.value) and "linear" in str(err.value) and "cosine" in str(err.value)
+    assert isinstance(err.value, NotImplementedError)  # what the reference raised
 
 
 @pytest.mark.parametrize("betas", [[0.1, 1.5], [0.0, 0.1], [[0.1, 0.2]], []])

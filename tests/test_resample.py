@@ -31,6 +31,7 @@ def test_named_samplers_and_unknown_name():
     with pytest.raises(ValueError) as err:
         create_named_schedule_sampler("importance", FakeDiffusion(5))
     assert "importance" in str(err.value) and "uniform" in str(err.value) and "loss-second-moment" in str(err.value)
+    assert isinstance(err.value, NotImplementedError)  # what the reference raised
 
 
 def test_uniform_sampler_weights_are_one():
