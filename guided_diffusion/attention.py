@@ -97,6 +97,20 @@ def qkv_attention(q, k, v):
     return attention_explicit(q, k, v)
 
 
+def count_flops_attn(model, _x, y):
+    """
+    A counter for the `thop` package to count the operations in an attention operation
+    (the two matrix products: 2 * batch * T^2 * channels multiply-adds). Usage:
+
+        macs, params = thop.profile(model, inputs=(inputs, timestamps),
+                                    custom_ops={QKVAttention: QKVAttention.count_flops})
+    """
+    b, c, *spatial = y[0].shape
+    num_spatial = int(math.prod(spatial))
+    matmul_ops = 2 * b * (num_spatial**2) * c
+    model.total_ops += th.DoubleTensor([matmul_ops])
+
+
 def _check_width(width, n_heads):
     if width % (3 * n_heads) != 0:
         raise ValueError(f"qkv width {width} is not divisible by 3 * num_heads = {3 * n_heads}")
@@ -119,6 +133,10 @@ class QKVAttentionLegacy(nn.Module):
         q, k, v = qkv_heads_legacy(qkv, self.n_heads)
         return qkv_attention(q, k, v).reshape(bs, -1, length)
 
+    @staticmethod
+    def count_flops(model, _x, y):
+        return count_flops_attn(model, _x, y)
+
 
 class QKVAttention(nn.Module):
     """QKV attention with the new channel layout (q, k, v split first, then heads)."""
@@ -136,6 +154,10 @@ class QKVAttention(nn.Module):
         _check_width(width, self.n_heads)
         q, k, v = qkv_heads_new(qkv, self.n_heads)
         return qkv_attention(q, k, v).reshape(bs, -1, length)
+
+    @staticmethod
+    def count_flops(model, _x, y):
+        return count_flops_attn(model, _x, y)
 
 
 def resolve_num_heads(channels, num_heads, num_head_channels):

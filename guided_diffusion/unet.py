@@ -15,10 +15,19 @@ from .attention import (  # noqa: F401  (re-exported public names)
     AttentionPool2d,
     QKVAttention,
     QKVAttentionLegacy,
+    count_flops_attn,
 )
 from .encoder_unet import EncoderUNetModel  # noqa: F401  (re-exported)
 from .fp16_util import convert_module_to_f16, convert_module_to_f32
-from .nn import conv_nd, normalization, timestep_embedding, zero_module
+from .nn import (  # noqa: F401  (the original module exposed these names too)
+    avg_pool_nd,
+    checkpoint,
+    conv_nd,
+    linear,
+    normalization,
+    timestep_embedding,
+    zero_module,
+)
 from .unet_blocks import (  # noqa: F401  (re-exported public names)
     Downsample,
     ResBlock,

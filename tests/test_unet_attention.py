@@ -163,3 +163,12 @@ def test_attention_block_same_output_with_sdpa_forced(monkeypatch, new_order):
     monkeypatch.setattr(A, "USE_SDPA", True)
     sdpa = block(x)
     assert (sdpa - explicit).abs().max().item() < 5e-6
+
+
+def test_count_flops_attn_counts_two_matmuls():
+    class Counter:
+        total_ops = th.zeros(1, dtype=th.float64)
+
+    m = Counter()
+    QKVAttention.count_flops(m, None, (th.zeros(2, 48, 3, 4),))
+    assert m.total_ops.item() == 2 * 2 * (12**2) * 48

@@ -8,6 +8,7 @@ import pytest
 import torch as th
 
 from guided_diffusion import script_util
+from guided_diffusion.checkpoint import load_model_checkpoint
 
 LAYOUT_DIR = Path(__file__).parent / "data" / "checkpoints"
 LAYOUTS = sorted(LAYOUT_DIR.glob("*.json"))
@@ -49,6 +50,9 @@ def test_state_dict_keys_match_reference(path):
     assert got == layout["state_dict"]  # shapes and dtypes
     assert sum(v.numel() for v in sd.values()) == layout["num_params"]
     assert len(sd) == layout["num_tensors"]
+    # a checkpoint with exactly the released names and shapes loads strictly
+    released = {k: th.empty(shape, device="meta") for k, shape, _ in layout["state_dict"]}
+    assert load_model_checkpoint(model, released, kind=layout["kind"]) is model
 
 
 @pytest.mark.parametrize("path", LAYOUTS, ids=lambda p: p.stem)
