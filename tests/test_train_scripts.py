@@ -1,0 +1,239 @@
+"""CLI behaviour of scripts/image_train.py, classifier_train.py and super_res_train.py."""
+
+import csv
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch as th
+import torch.nn.functional as F
+from PIL import Image
+
+from guided_diffusion import logger, train_state
+from guided_diffusion.image_datasets import SuperResData, load_data
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_UNET = ["--image_size", "8", "--num_channels", "32", "--num_res_blocks", "1", "--channel_mult", "1",
+             "--attention_resolutions", "8", "--num_heads", "1", "--diffusion_steps", "40", "--batch_size", "4"]
+TINY_CLF = ["--image_size", "8", "--classifier_width", "64", "--classifier_depth", "1",
+            "--classifier_attention_resolutions", "8", "--classifier_channel_mult", "1", "--diffusion_steps", "40",
+            "--batch_size", "4"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("gd_cache"))
+
+
+@pytest.fixture
+def run_script(monkeypatch, cache_dir, capsys):
+    """Run a script's __main__ in this process; returns (exit code, stdout+stderr)."""
+    prev = logger.Logger.CURRENT
+
+    def run(name, args, logdir):
+        monkeypatch.setenv("OPENAI_LOGDIR", str(logdir))
+        monkeypatch.setenv("OPENAI_LOG_FORMAT", "stdout,log,csv")
+        monkeypatch.setenv("GUIDED_DIFFUSION_CACHE", cache_dir)
+        monkeypatch.delenv("GUIDED_DIFFUSION_DEBUG", raising=False)
+        monkeypatch.setattr(sys, "argv", [name] + [str(a) for a in args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            runpy.run_path(os.path.join(REPO, "scripts", name), run_name="__main__")
+        out = capsys.readouterr()
+        if logger.Logger.CURRENT is not prev and logger.Logger.CURRENT is not None:
+            logger.Logger.CURRENT.close()
+        logger.Logger.CURRENT = prev
+        return exc.value.code, out.out + out.err
+
+    return run
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _env(tmp_path, cache_dir, **extra):
+    env = dict(os.environ, OPENAI_LOGDIR=str(tmp_path), OPENAI_LOG_FORMAT="log,csv",
+               GUIDED_DIFFUSION_CACHE=cache_dir, PYTHONPATH=REPO)
+    env.update(extra)
+    return env
+
+
+def test_image_train_on_digits_writes_checkpoints_args_and_quartile_losses(run_script, tmp_path):
+    code, out = run_script("image_train.py", TINY_UNET + ["--lr_anneal_steps", 2, "--log_interval", 1,
+                                                          "--save_interval", 100, "--class_cond", True], tmp_path)
+    assert code == 0, out
+    assert "embedded digits (train split, 1497 images, 8x8" in out
+    names = set(os.listdir(tmp_path))
+    assert {"model000000.pt", "model000002.pt", "ema_0.9999_000002.pt", "opt000002.pt", "train_state000002.json"} <= names
+    args = json.loads((tmp_path / "args.json").read_text())
+    assert args["data_source"] == "embedded-digits" and args["random_flip"] is False
+    assert isinstance(args["seed"], int) and args["seed"] >= 0 and args["class_cond"] is True
+    assert args["data_dir"].endswith(os.path.join("digits", "train_8px")) and args["world_size"] == 1
+    rows = _csv(tmp_path / "progress.csv")
+    assert [r["step"] for r in rows] == ["0", "1"] and [r["samples"] for r in rows] == ["4", "8"]
+    keys = set(rows[0])
+    assert {"loss", "mse", "grad_norm", "param_norm"} <= keys
+    assert any(k.startswith("loss_q") for k in keys)
+
+
+def test_same_seed_gives_same_checkpoint(run_script, tmp_path):
+    for name in ("a", "b"):
+        code, out = run_script("image_train.py", TINY_UNET + ["--lr_anneal_steps", 1, "--seed", 7], tmp_path / name)
+        assert code == 0, out
+    a = th.load(tmp_path / "a" / "model000001.pt", weights_only=True)
+    b = th.load(tmp_path / "b" / "model000001.pt", weights_only=True)
+    assert all(th.equal(a[k], b[k]) for k in a)
+
+
+def test_missing_data_dir_exits_nonzero_with_message(tmp_path, cache_dir):
+    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "image_train.py"), *TINY_UNET,
+                          "--data_dir", str(tmp_path / "no_such_dir")],
+                         capture_output=True, text=True, env=_env(tmp_path / "log", cache_dir), timeout=300)
+    assert out.returncode == 2
+    assert "no_such_dir" in out.stderr and "does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_empty_data_dir_message(run_script, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, out = run_script("image_train.py", TINY_UNET + ["--data_dir", tmp_path / "empty"], tmp_path / "log")
+    assert code == 2 and "contains no images" in out
+
+
+def test_class_cond_without_prefixes_message(run_script, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(4):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / f"img{i}.png")
+    code, out = run_script("image_train.py", TINY_UNET + ["--data_dir", d, "--class_cond", True], tmp_path / "log")
+    assert code == 2 and "no '_' prefix" in out and "img0.png" in out
+
+
+def test_undecodable_image_is_named(run_script, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / f"a_{i}.png")
+    (d / "a_broken.png").write_bytes(b"not a png at all")
+    code, out = run_script("image_train.py", TINY_UNET + ["--data_dir", d, "--lr_anneal_steps", 1], tmp_path / "log")
+    assert code == 2 and "cannot decode image" in out and "a_broken.png" in out
+
+
+def test_resume_path_that_does_not_exist(run_script, tmp_path):
+    code, out = run_script("image_train.py", TINY_UNET + ["--resume_checkpoint", tmp_path / "model000100.pt"],
+                           tmp_path / "log")
+    assert code == 2 and "model000100.pt" in out and "does not exist" in out
+
+
+def test_resume_with_different_flags_names_the_flag(run_script, tmp_path):
+    code, out = run_script("image_train.py", TINY_UNET + ["--lr_anneal_steps", 1], tmp_path)
+    assert code == 0, out
+    code, out = run_script("image_train.py", TINY_UNET + ["--num_channels", 64, "--lr_anneal_steps", 2,
+                                                          "--resume_checkpoint", tmp_path / "model000001.pt"], tmp_path)
+    assert code == 2 and "model000001.pt" in out and "num_channels" in out
+
+
+def test_classifier_train_logs_accuracy_val_and_resumes(run_script, tmp_path):
+    code, out = run_script("classifier_train.py", TINY_CLF + ["--iterations", 2, "--log_interval", 1,
+                                                               "--eval_interval", 1, "--save_interval", 100], tmp_path)
+    assert code == 0, out
+    assert {"model000002.pt", "opt000002.pt", "train_state000002.json", "args.json"} <= set(os.listdir(tmp_path))
+    args = json.loads((tmp_path / "args.json").read_text())
+    assert args["val_data_dir"].endswith(os.path.join("digits", "heldout_8px"))
+    keys = set(_csv(tmp_path / "progress.csv")[0])
+    assert {"train_loss", "train_acc@1", "train_acc@5", "val_loss", "val_acc@1", "val_acc@5"} <= keys
+    code, out = run_script("classifier_train.py", TINY_CLF + ["--iterations", 3, "--resume_checkpoint", "auto",
+                                                               "--log_interval", 1], tmp_path)
+    assert code == 0, out
+    assert "model000002.pt... at 2 step" in out and os.path.exists(tmp_path / "model000003.pt")
+    assert [r["step"] for r in _csv(tmp_path / "progress.csv")] == ["2"]  # only the resumed step ran
+
+
+def test_clean_classifier_trains_at_t0_only(run_script, tmp_path):
+    code, out = run_script("classifier_train.py", TINY_CLF + ["--iterations", 1, "--noised", False,
+                                                               "--eval_interval", 1], tmp_path)
+    assert code == 0, out
+    keys = {k for k in _csv(tmp_path / "progress.csv")[0] if "_q" in k}
+    assert keys and all(k.endswith("_q0") for k in keys)
+
+
+def test_super_res_low_res_is_area_downsampling(tmp_path):
+    for i in range(4):
+        Image.fromarray(np.random.RandomState(i).randint(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}_x.png")
+    data = SuperResData(load_data(data_dir=tmp_path, batch_size=2, image_size=16, shard=0, num_shards=1), 4)
+    batch, cond = next(data)
+    assert cond["low_res"].shape == (2, 3, 4, 4)
+    th.testing.assert_close(cond["low_res"], F.avg_pool2d(batch, 4))
+    assert data.state_dict()["consumed"] == 1
+
+
+@pytest.mark.slow
+def test_sigterm_saves_then_auto_resumes(tmp_path, cache_dir):
+    script = os.path.join(REPO, "scripts", "image_train.py")
+    args = [sys.executable, script, *TINY_UNET, "--lr_anneal_steps", "100000", "--save_interval", "100000", "--seed", "3"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_env(tmp_path, cache_dir))
+    deadline = time.time() + 240
+    while not os.path.exists(tmp_path / "train_state000000.json") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    steps = [s for s in train_state.checkpoint_steps(str(tmp_path)) if s > 0]
+    assert len(steps) == 1 and train_state.checkpoint_is_complete(str(tmp_path), steps[0], [0.9999])
+    n = steps[0]
+    assert f"received SIGTERM: saved step {n}" in (tmp_path / "log.txt").read_text()
+    args[args.index("--lr_anneal_steps") + 1] = str(n + 1)
+    out = subprocess.run(args + ["--resume_checkpoint", "auto"], capture_output=True, text=True,
+                         env=_env(tmp_path, cache_dir), timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert f"resuming from {tmp_path / train_state.model_filename(n)}" in (tmp_path / "log.txt").read_text()
+    assert os.path.exists(tmp_path / train_state.model_filename(n + 1))
+
+
+_KILL_DURING_SAVE = """
+import io, os, signal, sys
+import guided_diffusion.fileio as fio
+orig = fio.atomic_write
+def killing(path, write_fn, binary=True):
+    if os.path.basename(path) == "opt000002.pt":
+        def half(f):
+            buf = io.BytesIO()
+            write_fn(buf)
+            f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return orig(path, half, binary)
+    return orig(path, write_fn, binary)
+fio.atomic_write = killing
+sys.argv = ["image_train.py"] + sys.argv[1:]
+import runpy
+runpy.run_path(os.path.join(os.environ["PYTHONPATH"], "scripts", "image_train.py"), run_name="__main__")
+"""
+
+
+def test_kill9_during_save_keeps_previous_checkpoint_and_auto_picks_it(tmp_path, cache_dir, run_script):
+    driver = tmp_path / "driver.py"
+    driver.write_text(_KILL_DURING_SAVE)
+    logdir = tmp_path / "log"
+    out = subprocess.run([sys.executable, str(driver), *TINY_UNET, "--lr_anneal_steps", "5", "--save_interval", "1"],
+                         capture_output=True, text=True, env=_env(logdir, cache_dir), timeout=300)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    names = os.listdir(logdir)
+    assert "model000002.pt" in names and "opt000002.pt" not in names  # died while writing opt000002
+    assert any(n.startswith(".tmp-opt000002.pt") for n in names)  # the partial bytes never got the real name
+    assert train_state.find_latest_checkpoint(str(logdir), [0.9999]) == str(logdir / "model000001.pt")
+    th.load(logdir / "opt000001.pt", weights_only=True)
+    code, text = run_script("image_train.py", TINY_UNET + ["--lr_anneal_steps", 2, "--save_interval", 1,
+                                                           "--resume_checkpoint", "auto"], logdir)
+    assert code == 0, text
+    assert f"resuming from {logdir / 'model000001.pt'}" in text
+    assert train_state.checkpoint_is_complete(str(logdir), 2, [0.9999])
