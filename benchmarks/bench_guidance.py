@@ -1,0 +1,125 @@
+"""
+Classifier-guidance cost: seconds per image per sampling step, unguided vs guided, for ancestral
+(condition_mean) and DDIM (condition_score) sampling, and the overhead ratio guided / unguided,
+measured in one run on the same models and noise.
+
+    python benchmarks/bench_guidance.py                 # small 32x32 config on the CPU
+    python benchmarks/bench_guidance.py --device cuda --image_size 64 --batch_size 32
+
+Models are randomly initialised (speed does not depend on the weights).
+"""
+
+import argparse
+import statistics
+import time
+
+import torch as th
+
+from guided_diffusion.classifier_guidance import make_cond_fn, make_model_fn
+from guided_diffusion.sample_seeds import PerSampleNoise
+from guided_diffusion.sample_util import generate
+from guided_diffusion.script_util import (
+    classifier_defaults,
+    create_classifier,
+    create_model_and_diffusion,
+    model_and_diffusion_defaults,
+)
+
+
+def build(args, device):
+    flags = model_and_diffusion_defaults()
+    flags.update(image_size=args.image_size, num_channels=args.num_channels, num_res_blocks=args.num_res_blocks,
+                 attention_resolutions=args.attention_resolutions, channel_mult=args.channel_mult,
+                 num_head_channels=32, learn_sigma=True, diffusion_steps=1000,
+                 timestep_respacing=str(args.steps), use_fp16=args.fp16)
+    model, diffusion = create_model_and_diffusion(**flags)
+    cflags = classifier_defaults()
+    cflags.update(image_size=args.image_size, classifier_width=args.classifier_width, classifier_depth=args.classifier_depth,
+                  classifier_attention_resolutions=args.attention_resolutions, classifier_channel_mult=args.channel_mult,
+                  classifier_use_fp16=args.fp16)
+    classifier = create_classifier(**cflags)
+    model.to(device).eval()
+    classifier.to(device).eval()
+    if args.fp16:
+        model.convert_to_fp16()
+        classifier.convert_to_fp16()
+    return model, diffusion, classifier
+
+
+def _timed(fn, device):
+    if device.type == "cuda":
+        th.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        th.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim):
+    """
+    Median seconds per image per step of unguided and guided sampling. The two are timed in
+    alternation (same noise per repetition) so load changes on a shared machine hit both alike.
+
+    :return: (unguided, guided).
+    """
+    shape = (args.batch_size, 3, args.image_size, args.image_size)
+    times = {None: [], "guided": []}
+    for rep in range(args.repeats + 1):  # repetition 0 warms up
+        for key, fn in ((None, None), ("guided", cond_fn)):
+            def run():
+                with th.no_grad():
+                    generate(diffusion, model_fn, shape, PerSampleNoise(rep, range(args.batch_size)),
+                             use_ddim=use_ddim, cond_fn=fn, model_kwargs={"y": y}, device=device)
+            elapsed = _timed(run, device)
+            if rep:
+                times[key].append(elapsed)
+    per = args.batch_size * args.steps
+    return statistics.median(times[None]) / per, statistics.median(times["guided"]) / per
+
+
+def time_classifier_gradient(classifier, cond_fn, y, args, device):
+    x = th.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    t = th.full((args.batch_size,), 500, device=device, dtype=th.long)
+    times = [_timed(lambda: cond_fn(x, t, y=y), device) for _ in range(args.steps + 1)][1:]
+    return statistics.median(times) / args.batch_size
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
+    p.add_argument("--image_size", type=int, default=32)
+    p.add_argument("--num_channels", type=int, default=64)
+    p.add_argument("--num_res_blocks", type=int, default=2)
+    p.add_argument("--attention_resolutions", default="16,8")
+    p.add_argument("--channel_mult", default="")
+    p.add_argument("--classifier_width", type=int, default=64)
+    p.add_argument("--classifier_depth", type=int, default=2)
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads on CPU (0: torch default)")
+    args = p.parse_args()
+    if args.threads:
+        th.set_num_threads(args.threads)
+    device = th.device(args.device)
+    th.manual_seed(0)
+    model, diffusion, classifier = build(args, device)
+    y = th.arange(args.batch_size, device=device) % 10
+    model_fn = make_model_fn(model, class_cond=False)
+    cond_fn = make_cond_fn(classifier, 1.0)
+
+    print(f"device={device} threads={th.get_num_threads()} image_size={args.image_size} "
+          f"channels={args.num_channels} classifier_width={args.classifier_width} batch={args.batch_size} "
+          f"steps={args.steps} fp16={args.fp16}")
+    grad = time_classifier_gradient(classifier, cond_fn, y, args, device)
+    print(f"classifier gradient alone: {grad * 1e3:.3f} ms per image per step")
+    for name, use_ddim in (("ancestral", False), ("ddim", True)):
+        plain, guided = time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim)
+        print(f"{name:9s} unguided {plain * 1e3:8.3f} ms/img/step | guided {guided * 1e3:8.3f} ms/img/step | "
+              f"overhead ratio {guided / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
