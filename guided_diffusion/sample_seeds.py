@@ -4,8 +4,10 @@ world size or device.
 
 Each global sample index i owns independent CPU `torch.Generator`s derived from (seed, i, stream)
 with numpy's `SeedSequence`, one stream for the initial noise x_T and the per-step noise, one
-for the random class label. Drawing on the CPU keeps the numbers identical across devices; the
-draws are then moved to the tensor's device and dtype.
+for the random class label. Noise is drawn on the generators' device ("cpu" by default: the same
+numbers on every machine; "cuda" avoids a host-to-device copy per step, and is still independent
+of batch and world size), then cast to the tensor's device and dtype. Labels are always drawn on
+the CPU.
 """
 
 import numpy as np
@@ -27,10 +29,10 @@ def derive_seed(seed, index, stream):
     return ((int(words[0]) << 32) | int(words[1])) & ((1 << 63) - 1)
 
 
-def _generator(seed, index, stream):
+def _generator(seed, index, stream, device="cpu"):
     import torch
 
-    g = torch.Generator(device="cpu")
+    g = torch.Generator(device=device)
     g.manual_seed(derive_seed(seed, index, stream))
     return g
 
@@ -45,16 +47,21 @@ class PerSampleNoise:
 
     :param seed: the run seed.
     :param indices: sequence of global sample indices, one per batch row.
+    :param device: device of the generators (and of the draws before the final cast).
     """
 
-    def __init__(self, seed, indices):
+    def __init__(self, seed, indices, device="cpu"):
+        import torch
+
         self.indices = [int(i) for i in indices]
-        self._gens = [_generator(seed, i, NOISE_STREAM) for i in self.indices]
+        self.device = torch.device(device)
+        self._gens = [_generator(seed, i, NOISE_STREAM, self.device) for i in self.indices]
 
     def _draw(self, row_shape, device, dtype):
         import torch
 
-        rows = [torch.randn(tuple(row_shape), generator=g, dtype=torch.float32) for g in self._gens]
+        rows = [torch.randn(tuple(row_shape), generator=g, dtype=torch.float32, device=self.device)
+                for g in self._gens]
         return torch.stack(rows).to(device=device, dtype=dtype)
 
     def initial_noise(self, shape, device=None):
@@ -62,14 +69,14 @@ class PerSampleNoise:
         Draw x_T.
 
         :param shape: the batch shape (N, C, H, W) with N == len(indices).
-        :param device: where the tensor goes (default CPU).
+        :param device: where the tensor goes (default: the generators' device).
         :return: a float32 tensor of `shape`.
         """
         import torch
 
         if shape[0] != len(self.indices):
             raise ValueError(f"batch shape {tuple(shape)} does not match {len(self.indices)} sample indices")
-        return self._draw(shape[1:], device or "cpu", torch.float32)
+        return self._draw(shape[1:], device or self.device, torch.float32)
 
     def noise_fn(self, x):
         """

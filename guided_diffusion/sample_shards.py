@@ -77,6 +77,7 @@ class ShardStore:
         self.config = config
         self.key = config_key(config)
         self.dir = os.path.join(out_dir, SHARD_DIR_PREFIX + self.key)
+        self.seed = None
 
     def open(self, fresh_seed):
         """
@@ -89,13 +90,16 @@ class ShardStore:
         meta_path = os.path.join(self.dir, "run.json")
         if os.path.exists(meta_path):
             with open(meta_path) as f:
-                meta = json.load(f)
-            return int(meta["seed"])
+                self.seed = int(json.load(f)["seed"])
+            return self.seed
         seed = self.config.get("seed")
-        seed = fresh_seed if seed is None else int(seed)
-        text = json.dumps({"config": self.config, "seed": seed}, indent=1, sort_keys=True, default=str)
-        atomic_write(meta_path, lambda f: f.write(text), binary=False)
-        return seed
+        self.seed = fresh_seed if seed is None else int(seed)
+        atomic_write(meta_path, lambda f: f.write(self.describe()), binary=False)
+        return self.seed
+
+    def describe(self):
+        """JSON text of the configuration and the seed in use (after `open`)."""
+        return json.dumps({"config": self.config, "seed": self.seed}, indent=1, sort_keys=True, default=str)
 
     def shard_path(self, k):
         return os.path.join(self.dir, f"shard_{k:06d}.npz")

@@ -269,15 +269,16 @@ def run_sharded(out_dir, config, num_samples, batch_size, make_batch, progress=T
     return arrays, store
 
 
-def save_samples(out_dir, arrays, grid=True):
+def save_samples(out_dir, arrays, grid=True, description=None):
     """
-    Write the final `samples_{N}x{H}x{W}x3.npz` (arr_0, and arr_1 when present) atomically, and a
-    PNG grid of the first 64 samples beside it.
+    Write the final `samples_{N}x{H}x{W}x3.npz` (arr_0, and arr_1 when present) atomically, a
+    PNG grid of the first 64 samples beside it, and (when given) `description`, the JSON text of
+    the flags and seed, as `samples_{N}x{H}x{W}x3.json`.
 
     :return: the npz path.
     """
     from . import logger
-    from .fileio import atomic_savez
+    from .fileio import atomic_savez, atomic_write
     from .image_grid import save_grid
 
     arr = arrays["arr_0"]
@@ -292,6 +293,8 @@ def save_samples(out_dir, arrays, grid=True):
         png = os.path.join(out_dir, f"samples_{shape_str}.png")
         save_grid(png, arr, payload.get("arr_1"))
         logger.log(f"grid of the first samples: {png}")
+    if description is not None:
+        atomic_write(os.path.join(out_dir, f"samples_{shape_str}.json"), lambda f: f.write(description), binary=False)
     return out_path
 
 
@@ -307,7 +310,7 @@ def sample_to_npz(out_dir, config, args, make_batch):
                                 progress=args.progress)
     path = None
     if arrays is not None:
-        path = save_samples(out_dir, arrays)
+        path = save_samples(out_dir, arrays, description=store.describe())
         store.remove()
     dist_util.mpi_comm().Barrier()
     logger.log("sampling complete")

@@ -75,7 +75,7 @@ def main():
     shape = (3, args.image_size, args.image_size)
 
     def make_batch(indices, seed):
-        noise = PerSampleNoise(seed, indices)
+        noise = PerSampleNoise(seed, indices, dist_util.dev())
         labels = labels_for_indices(label_spec, seed, indices, num_classes)
         model_kwargs = {"y": th.from_numpy(labels).to(dist_util.dev())}
         with th.no_grad():

@@ -54,7 +54,7 @@ def main():
     shape = (3, args.image_size, args.image_size)
 
     def make_batch(indices, seed):
-        noise = PerSampleNoise(seed, indices)
+        noise = PerSampleNoise(seed, indices, dist_util.dev())
         model_kwargs = {}
         out = {}
         if args.class_cond:

@@ -60,7 +60,7 @@ def main():
             out["arr_1"] = base_labels[rows]
         with th.no_grad():
             sample = generate(
-                diffusion, model, (len(indices),) + shape, PerSampleNoise(seed, indices),
+                diffusion, model, (len(indices),) + shape, PerSampleNoise(seed, indices, dist_util.dev()),
                 use_ddim=args.use_ddim, eta=args.eta, clip_denoised=args.clip_denoised,
                 model_kwargs=model_kwargs, device=dist_util.dev(),
             )

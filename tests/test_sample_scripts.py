@@ -4,6 +4,7 @@ randomly initialised checkpoints. The reference runs are real subprocesses (unde
 and `-n 2`); the others run the script as __main__ in-process to keep the suite fast.
 """
 
+import json
 import os
 import shutil
 
@@ -101,6 +102,9 @@ def test_image_sample_npz_has_exact_layout_and_grid(unguided):
     assert sorted(arrays) == ["arr_0"]
     assert arrays["arr_0"].dtype == np.uint8 and arrays["arr_0"].shape == (N, 8, 8, 3)
     assert os.path.exists(os.path.join(unguided, f"samples_{N}x8x8x3.png"))
+    with open(os.path.join(unguided, f"samples_{N}x8x8x3.json")) as f:
+        record = json.load(f)
+    assert record["seed"] == SEED and record["config"]["flags"]["num_samples"] == N
     assert not [f for f in os.listdir(unguided) if f.startswith("sample_shards-")]  # shards cleaned up
     assert len({arrays["arr_0"][i].tobytes() for i in range(N)}) == N  # no duplicated noise
 
