@@ -237,3 +237,23 @@ def test_kill9_during_save_keeps_previous_checkpoint_and_auto_picks_it(tmp_path,
     assert code == 0, text
     assert f"resuming from {logdir / 'model000001.pt'}" in text
     assert train_state.checkpoint_is_complete(str(logdir), 2, [0.9999])
+
+
+@pytest.mark.slow
+def test_image_train_under_mpiexec_two_ranks(tmp_path, cache_dir):
+    import shutil
+
+    mpiexec = shutil.which("mpiexec") or os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if not os.path.exists(mpiexec):
+        pytest.skip("mpiexec not installed")
+    out = subprocess.run([mpiexec, "-n", "2", sys.executable, os.path.join(REPO, "scripts", "image_train.py"),
+                          *TINY_UNET, "--lr_anneal_steps", "2", "--log_interval", "1", "--seed", "1"],
+                         capture_output=True, text=True, env=_env(tmp_path, cache_dir), timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    args = json.loads((tmp_path / "args.json").read_text())
+    assert args["world_size"] == 2
+    assert [r["samples"] for r in _csv(tmp_path / "progress.csv")] == ["8", "16"]  # 2 ranks x batch 4
+    assert "log-rank001.txt" in os.listdir(tmp_path)
+    assert train_state.checkpoint_is_complete(str(tmp_path), 2, [0.9999])
+    doc = train_state.read_train_state(str(tmp_path / "train_state000002.json"))
+    assert doc["world_size"] == 2 and [r["data"]["consumed"] for r in doc["ranks"]] == [2, 2]

@@ -353,3 +353,56 @@ def test_mpiexec_two_ranks_identical_params_and_double_global_batch(tmp_path):
     finally:
         logger.Logger.CURRENT = prev
     np.testing.assert_allclose(p0, ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_fp16_overflow_skips_step_and_recovers(digits8, logdir):
+    model, diffusion, _ = _setup(use_fp16=True)
+    data = load_data(data_dir=digits8, batch_size=4, image_size=8, seed=1)
+    loop = _loop(model, diffusion, data, use_fp16=True, fp16_scale_growth=0.5)
+    assert loop.mp_trainer.lg_loss_scale == 20.0
+    batch, cond = next(data)
+    before = _params(model)
+    ema_before = [p.clone() for p in loop.ema_params[0]]
+    bad = batch.clone()
+    bad[0, 0, 0, 0] = float("inf")
+    loop.run_step(bad, cond)
+    assert loop.mp_trainer.lg_loss_scale == 19.0
+    assert all(th.equal(a, b) for a, b in zip(before, _params(model)))
+    assert all(th.equal(a, b) for a, b in zip(ema_before, loop.ema_params[0]))
+    loop.run_step(batch, cond)
+    assert loop.mp_trainer.lg_loss_scale == 19.5
+    assert any(not th.equal(a, b) for a, b in zip(before, _params(model)))
+    assert all(th.isfinite(p).all() for p in model.parameters())
+
+
+def test_classifier_exact_resume_k_plus_k_equals_2k(digits8, tmp_path):
+    from guided_diffusion.classifier_training import ClassifierTrainLoop
+    from guided_diffusion.script_util import classifier_and_diffusion_defaults, create_classifier_and_diffusion
+
+    def run(total, stop_after=None, resume=""):
+        th.manual_seed(4)
+        np.random.seed(4)
+        flags = classifier_and_diffusion_defaults()
+        flags.update(image_size=8, classifier_width=64, classifier_depth=1, classifier_attention_resolutions="8",
+                     classifier_channel_mult="1", diffusion_steps=40)
+        model, diffusion = create_classifier_and_diffusion(**flags)
+        data = load_data(data_dir=digits8, batch_size=4, image_size=8, class_cond=True, random_crop=True)
+        val = load_data(data_dir=digits8, batch_size=4, image_size=8, class_cond=True)
+        if stop_after:
+            data = _StopAfter(data, stop_after)
+        loop = ClassifierTrainLoop(model=model, diffusion=diffusion, data=data, val_data=val, iterations=total,
+                                   lr=1e-3, anneal_lr=True, batch_size=4, eval_interval=1, save_interval=100,
+                                   resume_checkpoint=resume, model_flags=flags)
+        loop.run_loop()
+        return loop
+
+    logger.configure(dir=str(tmp_path / "straight"), format_strs=[])
+    straight = run(2)
+    logger.configure(dir=str(tmp_path / "split"), format_strs=[])
+    first = run(2, stop_after=1)
+    assert first.stopped_by == signal.SIGTERM and first.step == 1
+    resumed = run(2, resume="auto")
+    assert resumed.resume_step == 1 and resumed.step == 1
+    for a, b in zip(_params(straight.model), _params(resumed.model)):
+        assert th.equal(a, b)
+    assert straight.val_data.consumed == resumed.val_data.consumed == 2
