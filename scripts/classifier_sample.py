@@ -11,6 +11,11 @@ for the same seed).
 """
 
 import argparse
+import os
+import sys
+
+# run from a checkout without installing the package
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch as th
 

@@ -11,6 +11,10 @@ mean over samples) into the log directory, like the original. Differences: exact
 
 import argparse
 import os
+import sys
+
+# run from a checkout without installing the package
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 import torch as th

@@ -9,6 +9,11 @@ after an interruption only samples what is missing.
 """
 
 import argparse
+import os
+import sys
+
+# run from a checkout without installing the package
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch as th
 

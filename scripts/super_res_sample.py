@@ -8,6 +8,11 @@ record the labels as `arr_1`. New flags: --seed, --output_dir, --eta, --progress
 """
 
 import argparse
+import os
+import sys
+
+# run from a checkout without installing the package
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch as th
 
