@@ -277,8 +277,13 @@ class ResumableLoader:
         if self.num_workers == 0:
             collate = torch.utils.data.default_collate
             return (collate([items[k] for k in keys]) for keys in self._batch_keys(self.consumed))
+        # An own generator: otherwise creating the iterator draws from torch's global RNG, which
+        # would differ between a resumed and an uninterrupted run.
         loader = torch.utils.data.DataLoader(
-            items, batch_sampler=self._batch_keys(self.consumed), num_workers=self.num_workers
+            items,
+            batch_sampler=self._batch_keys(self.consumed),
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
         )
         return iter(loader)
 

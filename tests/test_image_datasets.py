@@ -187,3 +187,18 @@ def test_shard_smaller_than_batch_is_an_error(tmp_path):
         _write(tmp_path / f"{i}_x.png", np.zeros((2, 2, 3), np.uint8))
     with pytest.raises(ValueError, match="fewer than batch_size=2"):
         D.load_data(data_dir=tmp_path, batch_size=2, image_size=2, shard=1, num_shards=2)
+
+
+def test_worker_loader_matches_in_process_and_leaves_global_rng_alone(tmp_path):
+    for i in range(6):
+        _write(tmp_path / f"{i}_x.png", _ramp(6, 6))
+    kw = dict(data_dir=tmp_path, batch_size=2, image_size=4, class_cond=True, random_crop=True, shard=0, num_shards=1, seed=3)
+    plain = D.load_data(num_workers=0, **kw)
+    workers = D.load_data(num_workers=1, **kw)
+    torch.manual_seed(0)
+    expected_draw = torch.rand(1)
+    torch.manual_seed(0)
+    for _ in range(4):
+        a, b = next(plain), next(workers)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1]["y"], b[1]["y"])
+    assert torch.equal(torch.rand(1), expected_draw)
