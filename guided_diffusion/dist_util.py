@@ -15,6 +15,8 @@ import torch as th
 import torch.distributed as dist
 
 SETUP_TIMEOUT_S = 600
+GPUS_PER_NODE = 8  # kept for compatibility; devices are now chosen from the local rank
+SETUP_RETRY_COUNT = 3  # kept for compatibility (unused)
 
 # Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx) in every process.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")

@@ -115,6 +115,9 @@ def list_image_files_recursively(data_dir):
     return results
 
 
+_list_image_files_recursively = list_image_files_recursively  # the original's (private) name
+
+
 def classes_from_file_names(paths):
     """
     Class indices from the file name part before the first "_", numbered in sorted order.

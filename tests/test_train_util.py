@@ -375,6 +375,7 @@ def test_fp16_overflow_skips_step_and_recovers(digits8, logdir):
     assert all(th.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_classifier_exact_resume_k_plus_k_equals_2k(digits8, tmp_path):
     from guided_diffusion.classifier_training import ClassifierTrainLoop
     from guided_diffusion.script_util import classifier_and_diffusion_defaults, create_classifier_and_diffusion
