@@ -22,16 +22,28 @@ def compute_statistics(features):
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+FID_METHODS = ("sqrtm", "eigh")
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6, method="sqrtm"):
     """
     Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
-    If sqrtm(sigma1 @ sigma2) is not finite (singular product), retry with ``eps`` added to both
-    diagonals. An imaginary diagonal component above 1e-3 raises ValueError.
+    ``method="sqrtm"`` is the original's recipe: ``scipy.linalg.sqrtm(sigma1 @ sigma2)``; if that
+    is not finite (singular product), retry with ``eps`` added to both diagonals; an imaginary
+    diagonal component above 1e-3 raises ValueError.
+
+    ``method="eigh"`` computes the same trace, tr sqrt(sigma1 sigma2) = tr sqrt(R sigma2 R) with
+    R = sigma1^(1/2), from two symmetric eigendecompositions (eigenvalues clamped at 0). It is
+    exact for covariance matrices and several times faster at D = 2048; it differs from sqrtm
+    only by sqrtm's round-off on (near-)singular covariances (~1e-5 relative to tr(sigma)).
 
     :param mu1: [D] mean; :param sigma1: [D, D] covariance (likewise mu2, sigma2).
+    :param method: one of FID_METHODS.
     :return: the distance as a Python float.
     """
+    if method not in FID_METHODS:
+        raise ValueError(f"unknown Fréchet distance method {method!r}; choose one of {FID_METHODS}")
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape:
@@ -41,6 +53,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
             f"covariances {sigma1.shape}, {sigma2.shape} do not match means of length {mu1.shape[0]}"
         )
     diff = mu1 - mu2
+    if method == "eigh":
+        tr_covmean = _trace_sqrt_product_eigh(sigma1, sigma2)
+    else:
+        tr_covmean = _trace_sqrt_product_sqrtm(sigma1, sigma2, eps)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def _trace_sqrt_product_sqrtm(sigma1, sigma2, eps):
     covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates")
@@ -50,4 +70,15 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
         covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return np.trace(covmean)
+
+
+def _symmetrize(m):
+    return (m + m.T) / 2
+
+
+def _trace_sqrt_product_eigh(sigma1, sigma2):
+    evals, evecs = linalg.eigh(_symmetrize(sigma1), driver="evr")
+    root = (evecs * np.sqrt(np.clip(evals, 0, None))) @ evecs.T
+    inner = linalg.eigvalsh(_symmetrize(root @ sigma2 @ root), driver="evr")
+    return np.sqrt(np.clip(inner, 0, None)).sum()

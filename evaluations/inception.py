@@ -25,6 +25,7 @@ Taps returned by :meth:`FIDInceptionV3.forward`:
 
 import importlib.util
 import os
+import warnings
 
 import torch
 import torch.nn as nn
@@ -280,7 +281,9 @@ def read_weights_file(path):
     :return: flat dict name -> tensor, with any leading ``net.``/``layers.`` prefixes removed.
     """
     try:
-        params = torch.jit.load(path, map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's deprecation notice
+            params = torch.jit.load(path, map_location="cpu").state_dict()
     except (RuntimeError, ValueError):
         params = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(params, dict):

@@ -1,0 +1,111 @@
+"""End-to-end runs of evaluations/evaluator.py on tiny batches, and its user-error handling."""
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from evaluations.evaluator import main
+from evaluations.fid import compute_statistics
+from evaluator_helpers import needs_weights, write_full_weights
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "evaluations", "evaluator.py")
+LABELS = ["Inception Score", "FID", "sFID", "Precision", "Recall"]
+
+
+def _images(n, seed):
+    return np.random.default_rng(seed).integers(0, 256, (n, 12, 12, 3), dtype=np.uint8)
+
+
+def _parse(stdout):
+    lines = stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == LABELS
+    return {label: float(line.split(": ", 1)[1]) for label, line in zip(LABELS, lines)}
+
+
+# The end-to-end runs are slow on CPU: each Fréchet distance at D = 2048 takes 10-100 s.
+@pytest.mark.slow
+@needs_weights
+def test_cli_end_to_end_and_cached_reference(tmp_path, capsys):
+    ref, sample = str(tmp_path / "ref.npz"), str(tmp_path / "sample.npz")
+    np.savez(ref, arr_0=_images(5, 0))
+    np.savez_compressed(sample, arr_0=np.concatenate([_images(5, 0)[:3], _images(2, 1)]))
+    weights, stats = str(tmp_path / "full.pt"), str(tmp_path / "ref_stats.npz")
+    write_full_weights(weights)
+
+    assert main([ref, sample, "--inception", weights, "--save_ref_stats", stats, "--batch_size", "4"]) == 0
+    first = _parse(capsys.readouterr().out)
+    assert 1.0 <= first["Inception Score"] <= 1008.0
+    assert first["FID"] > 0 and first["sFID"] > 0
+    assert 0 <= first["Precision"] <= 1 and 0 <= first["Recall"] <= 1
+
+    with np.load(stats, allow_pickle=False) as cached:
+        assert set(cached.files) == {"mu", "sigma", "mu_s", "sigma_s", "pool_features"}
+        mu, sigma = compute_statistics(cached["pool_features"])
+        np.testing.assert_allclose(cached["mu"], mu, rtol=1e-6)
+        np.testing.assert_allclose(cached["sigma"], sigma, rtol=1e-6, atol=1e-9)
+        assert cached["mu_s"].shape == (2023,) and cached["sigma_s"].shape == (2023, 2023)
+
+    # Cached reference, default (pool-only) weights: same FID/sFID/precision/recall, IS is nan.
+    assert main([stats, sample]) == 0
+    captured = capsys.readouterr()
+    second = _parse(captured.out)
+    assert math.isnan(second["Inception Score"]) and "--inception" in captured.err
+    for key in ("FID", "sFID"):
+        assert second[key] == pytest.approx(first[key], rel=1e-6, abs=1e-6)
+    assert (second["Precision"], second["Recall"]) == (first["Precision"], first["Recall"])
+
+
+@pytest.mark.slow
+@needs_weights
+def test_cli_identical_batches_give_full_precision_and_recall(tmp_path, capsys):
+    ref = str(tmp_path / "ref.npz")
+    np.savez(ref, arr_0=_images(4, 3))
+    assert main([ref, ref, "--fid_method", "eigh"]) == 0
+    result = _parse(capsys.readouterr().out)
+    assert (result["Precision"], result["Recall"]) == (1.0, 1.0)
+
+
+def _run_script(*args):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd="/")
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (None, "file not found"),
+        (lambda p: np.savez(p, arr_0=_images(3, 0).astype(np.float32) / 255), "convert float images to uint8"),
+    ],
+)
+def test_script_from_checkout_reports_bad_input_without_traceback(tmp_path, make, pattern):
+    bad = str(tmp_path / "bad.npz")
+    if make is not None:
+        make(bad)
+    proc = _run_script(bad, bad)  # run as a file from another directory: script-mode imports
+    assert proc.returncode != 0
+    assert pattern in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "arrays, pattern",
+    [
+        ({"images": _images(3, 0)}, "no images (arr_0)"),
+        ({"arr_0": _images(1, 0)}, "at least 2"),
+        ({"arr_0": _images(3, 0)[..., :2]}, "expected 3"),
+        ({"arr_0": _images(3, 0), "mu": np.zeros(4), "sigma": np.eye(5), "mu_s": np.zeros(4),
+          "sigma_s": np.eye(4)}, "do not match"),
+        ({"arr_0": _images(3, 0), "mu": np.full(4, np.nan), "sigma": np.eye(4), "mu_s": np.zeros(4),
+          "sigma_s": np.eye(4)}, "NaN"),
+    ],
+)
+def test_main_reports_bad_input_with_nonzero_exit(tmp_path, capsys, arrays, pattern):
+    bad = str(tmp_path / "bad.npz")
+    np.savez(bad, **arrays)
+    assert main([bad, bad]) != 0
+    captured = capsys.readouterr()
+    assert pattern in captured.err and captured.out == ""
