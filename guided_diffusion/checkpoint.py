@@ -216,11 +216,16 @@ def infer_flags(state_dict, image_size=None):
     for k in sd:
         m = _BLOCK.match(k)
         if m:
-            blocks.setdefault((m.group(1), int(m.group(2))), {}).setdefault(int(m.group(3)), set()).add(m.group(4))
+            block = blocks.setdefault((m.group(1), int(m.group(2))), {})
+            block.setdefault(int(m.group(3)), set()).add(m.group(4))
     down_conv = any(k.endswith(".op.weight") for k in sd)
     up_conv = any(k.startswith("output_blocks") and k.endswith(".conv.weight") for k in sd)
     outs = sorted(i for (part, i) in blocks if part == "output_blocks")
-    up_res = [i for i in outs if any("in_layers.0.weight" in names for j, names in blocks[("output_blocks", i)].items() if j > 0)]
+    up_res = [
+        i
+        for i in outs
+        if any("in_layers.0.weight" in names for j, names in blocks[("output_blocks", i)].items() if j > 0)
+    ]
     if down_conv or up_conv:
         out["resblock_updown"] = (False, "the checkpoint has conv up/downsampling layers (op / conv)")
     elif up_res:
@@ -243,7 +248,7 @@ def _infer_unet_levels(sd, blocks, outs, mc, image_size):
     ups = []
     for i in outs:
         layers = blocks[("output_blocks", i)]
-        if any(j > 0 and ("conv.weight" in names or "in_layers.0.weight" in names) for j, names in layers.items()):
+        if any(j > 0 and {"conv.weight", "in_layers.0.weight"} & names for j, names in layers.items()):
             ups.append(i)
     levels = len(ups) + 1
     if len(outs) % levels:
@@ -356,11 +361,12 @@ def suggest_flags(ckpt_state_dict, model_state_dict, flags=None, kind="model"):
             continue
         suggestions.append((name, value, reason))
     if "input_blocks.0.0.weight" in ckpt and "input_blocks.0.0.weight" in model_state_dict:
-        c_in, m_in = ckpt["input_blocks.0.0.weight"][1], _shape(model_state_dict["input_blocks.0.0.weight"])[1]
+        c_in = ckpt["input_blocks.0.0.weight"][1]
+        m_in = _shape(model_state_dict["input_blocks.0.0.weight"])[1]
         if c_in != m_in:
             hint = "a super-resolution model (kind 'sr')" if c_in == 6 else "a base model"
-            suggestions.append(("kind", "sr" if c_in == 6 else "model",
-                                f"the checkpoint's first conv takes {c_in} channels, the model's {m_in}: it is {hint}"))
+            reason = f"the checkpoint's first conv takes {c_in} channels, the model's {m_in}: it is {hint}"
+            suggestions.append(("kind", "sr" if c_in == 6 else "model", reason))
 
     if flags is None:
         return suggestions, ""
@@ -385,7 +391,8 @@ def _confirm_with_rebuilds(ckpt, flags, kind, names, suggestions):
         candidates += [(depth, d) for d in range(1, 7) if d != flags[depth]]
     if kind == "classifier":
         pool = names["pool"]
-        candidates += [(pool, p) for p in ("adaptive", "attention", "spatial", "spatial_v2") if p != flags.get(pool)]
+        pools = ("adaptive", "attention", "spatial", "spatial_v2")
+        candidates += [(pool, p) for p in pools if p != flags.get(pool)]
         if "image_size" in flags:
             candidates += [("image_size", s) for s in (32, 64, 128, 256, 512) if s != flags["image_size"]]
     known = {n for n, _, _ in suggestions}
@@ -401,5 +408,6 @@ def _confirm_with_rebuilds(ckpt, flags, kind, names, suggestions):
             scored.append((dist, name, value))
     scored.sort(key=lambda s: s[0])
     for dist, name, value in scored[:3]:
-        suggestions.append((name, value, f"rebuilding with this flag leaves {dist} differences instead of {base}"))
+        reason = f"rebuilding with this flag leaves {dist} differences instead of {base}"
+        suggestions.append((name, value, reason))
     return suggestions, ""

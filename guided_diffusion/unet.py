@@ -10,6 +10,24 @@ import torch as th
 import torch.nn as nn
 import torch.nn.functional as F
 
+__all__ = [
+    "UNetModel",
+    "SuperResModel",
+    "EncoderUNetModel",
+    "TimestepBlock",
+    "TimestepEmbedSequential",
+    "Upsample",
+    "Downsample",
+    "ResBlock",
+    "AttentionBlock",
+    "QKVAttentionLegacy",
+    "QKVAttention",
+    "AttentionPool2d",
+    "count_flops_attn",
+    "convert_module_to_f16",
+    "convert_module_to_f32",
+]
+
 from .attention import (  # noqa: F401  (re-exported public names)
     AttentionBlock,
     AttentionPool2d,
@@ -156,7 +174,8 @@ class UNetModel(nn.Module):
                     )
                 if level and i == num_res_blocks:
                     if resblock_updown:
-                        layers.append(ResBlock(ch, time_embed_dim, dropout, out_channels=ch, up=True, **res_kw))
+                        up = ResBlock(ch, time_embed_dim, dropout, out_channels=ch, up=True, **res_kw)
+                        layers.append(up)
                     else:
                         layers.append(Upsample(ch, conv_resample, dims=dims, out_channels=ch))
                     ds //= 2
