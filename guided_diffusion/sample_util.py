@@ -249,18 +249,31 @@ def run_sharded(out_dir, config, num_samples, batch_size, make_batch, progress=T
         if mine < len(pending):
             k = pending[mine]
             start, end = ranges[k]
-            result = (k, make_batch(np.arange(start, end, dtype=np.int64), seed))
+            try:
+                result = (k, make_batch(np.arange(start, end, dtype=np.int64), seed))
+            except Exception as e:  # tell rank 0, so no rank waits forever on the others
+                if world == 1:
+                    raise
+                result = (k, f"rank {rank}: {type(e).__name__}: {e}")
         gathered = comm.gather(result, root=0)
+        failure = None
         if rank == 0:
             for item in gathered:
                 if item is None:
                     continue
                 k, arrays = item
+                if isinstance(arrays, str):
+                    failure = failure or arrays
+                    continue
                 store.save(k, *ranges[k], arrays)
                 done_count += ranges[k][1] - ranges[k][0]
                 if bar is not None:
                     bar.update(ranges[k][1] - ranges[k][0])
             logger.log(f"created {done_count} samples")
+        if world > 1:
+            failure = comm.bcast(failure, root=0)
+        if failure:
+            raise RuntimeError(f"sampling failed on {failure}; finished shards are kept for a rerun")
     if bar is not None:
         bar.close()
     if interrupted:

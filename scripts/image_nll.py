@@ -75,13 +75,16 @@ def main():
     logger.log("evaluation complete")
 
 
-def run_bpd_evaluation(model, diffusion, data, num_samples, clip_denoised, comm):
+def run_bpd_evaluation(model, diffusion, data, num_samples, clip_denoised, comm=None):
     """
     Evaluate the bound on exactly `num_samples` images spread over the ranks.
+
+    :param comm: MPI communicator (default: the world, or a single-process stand-in).
 
     :return: on rank 0 a dict of numpy arrays: total_bpd, prior_bpd [num_samples] and
              vb, mse, xstart_mse [num_samples, T]; None on other ranks.
     """
+    comm = comm or dist_util.mpi_comm()
     collected = {k: [] for k in ("total_bpd", "prior_bpd") + TERM_KEYS}
     done = 0
     while done < num_samples:

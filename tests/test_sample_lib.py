@@ -214,3 +214,35 @@ def test_save_samples_writes_exact_npz_and_grid(tmp_path):
         assert sorted(f.files) == ["arr_0", "arr_1"]
         assert f["arr_1"].dtype == np.int64 and f["arr_0"].dtype == np.uint8
     assert os.path.exists(str(tmp_path / "samples_5x4x4x3.png"))
+
+
+_FAILING_RANK_SCRIPT = """
+import numpy as np
+from guided_diffusion import dist_util, logger, sample_util
+comm = dist_util.mpi_comm()
+logger.configure(dir={out!r}, format_strs=[])
+
+def make_batch(indices, seed):
+    if comm.Get_rank() == 1:
+        raise OSError("disk on fire")
+    return {{"arr_0": np.zeros((len(indices), 2, 2, 3), np.uint8)}}
+
+sample_util.run_sharded({out!r}, {{"seed": 0}}, 8, 2, make_batch, progress=False)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("mpiexec") is None, reason="mpiexec not installed")
+def test_failure_on_one_rank_stops_every_rank(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    script = tmp_path / "fail.py"
+    script.write_text(_FAILING_RANK_SCRIPT.format(out=str(tmp_path)))
+    proc = subprocess.run([shutil.which("mpiexec"), "-n", "2", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0
+    assert "rank 1: OSError: disk on fire" in proc.stderr + proc.stdout
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("samples_")]
