@@ -95,7 +95,6 @@ def load_checkpoint(model, path, flags, kind, flag_name, check=None):
     :param check: optional callable(state_dict) raising ValueError with a more specific message.
     """
     from . import dist_util
-
     from .checkpoint import load_model_checkpoint
 
     if not path:

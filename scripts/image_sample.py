@@ -44,6 +44,9 @@ def main():
     args = create_argparser().parse_args()
     validate_sampling_args(args)
     num_classes = resolve_num_classes(args.num_classes, NUM_CLASSES)
+    if args.class_labels and not args.class_cond:
+        raise ValueError("--class_labels needs a class-conditional model (--class_cond True); "
+                         "use classifier_sample.py to steer an unconditional model")
     label_spec = parse_class_labels(args.class_labels, num_classes) if args.class_cond else None
 
     out_dir = setup_output(args)

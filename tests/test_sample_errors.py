@@ -76,6 +76,7 @@ IMAGE_CASES = {
     "respacing_bad_ddim": (dict(timestep_respacing="ddim11"), "11"),
     "label_out_of_range": (dict(class_cond=True, class_labels="1,1000"), "outside [0, 1000)"),
     "too_many_classes": (dict(class_cond=True, num_classes=5000), "--num_classes"),
+    "labels_for_unconditional_model": (dict(class_labels="1,2"), "--class_cond True"),
 }
 
 
