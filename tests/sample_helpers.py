@@ -82,12 +82,21 @@ def run_in_process(name, args, monkeypatch, capsys, env=None):
     monkeypatch.delenv("OPENAI_LOGDIR", raising=False)
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
+    from guided_diffusion import logger
+
     capsys.readouterr()
     code = 0
+    previous = logger.Logger.CURRENT
+    logger.Logger.CURRENT = None  # the script's configure() must not close the caller's logger
     try:
         runpy.run_path(os.path.join(REPO, "scripts", name), run_name="__main__")
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
+    finally:
+        # close the script's logger (it holds the captured stdout) and restore the previous one
+        if logger.Logger.CURRENT is not None and logger.Logger.CURRENT is not previous:
+            logger.Logger.CURRENT.close()
+        logger.Logger.CURRENT = previous
     for k in env or {}:
         monkeypatch.delenv(k)
     out, err = capsys.readouterr()

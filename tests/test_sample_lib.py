@@ -185,8 +185,13 @@ def _fake_batch(calls):
     return make_batch
 
 
-def test_run_sharded_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    logger.configure(dir=str(tmp_path), format_strs=[])
+@pytest.fixture()
+def quiet_logger(tmp_path):
+    with logger.scoped_configure(dir=str(tmp_path), format_strs=[]):
+        yield
+
+
+def test_run_sharded_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, quiet_logger):
     config = {"seed": 4, "flags": {"x": 1}}
     full_calls = []
     full, store = sample_util.run_sharded(str(tmp_path / "a"), config, 7, 3, _fake_batch(full_calls), progress=False)
@@ -205,8 +210,7 @@ def test_run_sharded_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
         assert np.array_equal(full[k], resumed[k])
 
 
-def test_save_samples_writes_exact_npz_and_grid(tmp_path):
-    logger.configure(dir=str(tmp_path), format_strs=[])
+def test_save_samples_writes_exact_npz_and_grid(tmp_path, quiet_logger):
     arrays = {"arr_0": np.zeros((5, 4, 4, 3), np.uint8), "arr_1": np.arange(5, dtype=np.int32)}
     path = sample_util.save_samples(str(tmp_path), arrays)
     assert os.path.basename(path) == "samples_5x4x4x3.npz"
