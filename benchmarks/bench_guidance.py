@@ -40,6 +40,7 @@ def build(args, device):
     classifier = create_classifier(**cflags)
     model.to(device).eval()
     classifier.to(device).eval()
+    classifier.requires_grad_(False)  # as classifier_sample.py
     if args.fp16:
         model.convert_to_fp16()
         classifier.convert_to_fp16()

@@ -34,17 +34,9 @@ def add_sampling_flags(parser):
     parser.add_argument("--output_dir", type=str, default="",
                         help="where to write results (default: $OPENAI_LOGDIR, else a temp folder)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (needs --use_ddim True)")
-    parser.add_argument("--progress", type=_str2bool, default=True, help="tqdm bar on rank 0")
+    from .script_util import str2bool
 
-
-def _str2bool(v):
-    if isinstance(v, bool):
-        return v
-    if v.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if v.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise ValueError(f"boolean value expected, got {v!r}")
+    parser.add_argument("--progress", type=str2bool, default=True, help="tqdm bar on rank 0")
 
 
 def validate_sampling_args(args):

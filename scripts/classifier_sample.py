@@ -75,6 +75,7 @@ def main():
     if args.classifier_use_fp16:
         classifier.convert_to_fp16()
     classifier.eval()
+    classifier.requires_grad_(False)  # only d log p / d x is needed, not parameter gradients
     cond_fn = make_cond_fn(classifier, args.classifier_scale) if args.classifier_scale != 0 else None
     model_fn = make_model_fn(model, args.class_cond)
     shape = (3, args.image_size, args.image_size)
