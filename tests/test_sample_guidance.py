@@ -138,3 +138,19 @@ def test_ddim_guidance_raises_requested_log_prob(tiny):
             x = th.from_numpy(images_to_uint8(x)).float().permute(0, 3, 1, 2) / 127.5 - 1
             lps.append(classifier_log_probs(clf, x, th.zeros(8, dtype=th.long), y).mean().item())
     assert lps[1] > lps[0]
+
+
+@pytest.mark.parametrize("use_ddim", [False, True])
+def test_classifier_sees_original_timesteps_under_respacing(tiny, use_ddim):
+    model, diffusion = tiny  # 100 steps respaced to 4
+    seen = []
+
+    def cond_fn(x, t, y=None):
+        seen.append(t.tolist())
+        return th.zeros_like(x)
+
+    with th.no_grad():
+        generate(diffusion, make_model_fn(model, False), (2, 3, 8, 8), PerSampleNoise(0, range(2)),
+                 use_ddim=use_ddim, cond_fn=cond_fn, model_kwargs={"y": th.tensor([0, 1])})
+    assert seen == [[t, t] for t in sorted(diffusion.timestep_map, reverse=True)]
+    assert sorted(diffusion.timestep_map) == [0, 33, 66, 99]
