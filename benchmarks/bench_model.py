@@ -4,7 +4,7 @@ UNet and a small 32x32 UNet (batch 4, float32, CPU by default), sampling steps/s
 short respacing, and the speed ratio of scaled_dot_product_attention over the explicit
 attention formula (the model picks SDPA on accelerators, the explicit formula on the CPU).
 
-    python benchmarks/bench_model.py [--device cpu] [--batch_size 4] [--repeats 3]
+    python benchmarks/bench_model.py [--device cpu] [--batch_size 4] [--repeats 3] [--skip_large]
 """
 
 import argparse
@@ -30,8 +30,9 @@ def build(flags, device):
     return model.to(device).eval(), diffusion, kw
 
 
-def timed(fn, repeats, device):
-    fn()  # warm-up
+def timed(fn, repeats, device, warmup=True):
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         if device.type == "cuda":
@@ -44,17 +45,17 @@ def timed(fn, repeats, device):
     return best
 
 
-def bench_forward(name, flags, args, device):
+def bench_forward(name, flags, args, device, repeats):
     model, _, kw = build(flags, device)
     n, size = args.batch_size, kw["image_size"]
     x = th.randn(n, 3, size, size, device=device)
     t = th.randint(0, 1000, (n,), device=device)
     y = th.randint(0, 1000, (n,), device=device) if kw["class_cond"] else None
     with th.no_grad():
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter:  # doubles as the warm-up run
             model(x, t, y=y)
         flops = counter.get_total_flops()
-        seconds = timed(lambda: model(x, t, y=y), args.repeats, device)
+        seconds = timed(lambda: model(x, t, y=y), repeats, device, warmup=False)
     params = sum(p.numel() for p in model.parameters())
     row = dict(model=name, params_M=round(params / 1e6, 1), batch=n, seconds=round(seconds, 3),
                images_per_s=round(n / seconds, 2), gflop_per_image=round(flops / n / 1e9, 2),
@@ -93,16 +94,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip_large", action="store_true", help="skip the released 64x64 model")
     args = parser.parse_args()
     device = th.device(args.device)
     th.manual_seed(0)
     print(json.dumps(dict(torch=th.__version__, device=str(device), threads=th.get_num_threads())))
-    bench_forward("small_32x32", SMALL, args, device)
+    bench_forward("small_32x32", SMALL, args, device, args.repeats)
     if not args.skip_large:
         released = json.loads((LAYOUTS / "64x64_diffusion.json").read_text())["create_kwargs"]
-        bench_forward("released_64x64_diffusion", released, args, device)
+        released = {**released, "use_fp16": False}  # fp32 on the CPU
+        bench_forward("released_64x64_diffusion", released, args, device, 1)
     bench_sampling(args, device)
     bench_attention(args, device)
 
