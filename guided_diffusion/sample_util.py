@@ -302,21 +302,55 @@ def save_samples(out_dir, arrays, grid=True, description=None):
     return out_path
 
 
+def find_finished(out_dir, config, num_samples):
+    """
+    A final npz this exact seeded configuration already produced in `out_dir`, if any.
+
+    Unseeded runs never match (each run of those draws fresh samples, as the original).
+
+    :return: the npz path, or None.
+    """
+    import json
+
+    if config.get("seed") is None or not os.path.isdir(out_dir):
+        return None
+    for name in sorted(os.listdir(out_dir)):
+        if not (name.startswith(f"samples_{num_samples}x") and name.endswith(".json")):
+            continue
+        npz = os.path.join(out_dir, name[: -len(".json")] + ".npz")
+        try:
+            with open(os.path.join(out_dir, name)) as f:
+                recorded = json.load(f)
+        except (OSError, ValueError):
+            continue
+        same = json.dumps(recorded.get("config"), sort_keys=True) == json.dumps(config, sort_keys=True, default=str)
+        if same and os.path.exists(npz):
+            return npz
+    return None
+
+
 def sample_to_npz(out_dir, config, args, make_batch):
     """
     The whole tail of a sampling script: sharded generation, then (rank 0) the final files.
+    A seeded run whose final npz already exists for the same configuration is not redone.
 
     :return: the npz path on rank 0, None elsewhere.
     """
     from . import dist_util, logger
 
+    comm = dist_util.mpi_comm()
+    done = find_finished(out_dir, config, args.num_samples) if comm.Get_rank() == 0 else None
+    done = comm.bcast(done, root=0)
+    if done is not None:
+        logger.log(f"already complete for this configuration and seed: {done}")
+        return done if comm.Get_rank() == 0 else None
     arrays, store = run_sharded(out_dir, config, args.num_samples, args.batch_size, make_batch,
                                 progress=args.progress)
     path = None
     if arrays is not None:
         path = save_samples(out_dir, arrays, description=store.describe())
         store.remove()
-    dist_util.mpi_comm().Barrier()
+    comm.Barrier()
     logger.log("sampling complete")
     return path
 

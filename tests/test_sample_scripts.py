@@ -109,6 +109,14 @@ def test_image_sample_npz_has_exact_layout_and_grid(unguided):
     assert len({arrays["arr_0"][i].tobytes() for i in range(N)}) == N  # no duplicated noise
 
 
+def test_seeded_rerun_of_a_finished_run_is_not_redone(ckpts, unguided, monkeypatch, capsys):
+    npz = os.path.join(unguided, f"samples_{N}x8x8x3.npz")
+    before = os.stat(npz).st_mtime_ns
+    out = _ok_in_process("image_sample.py", _model_args(ckpts, output_dir=unguided), monkeypatch, capsys)
+    assert "already complete" in out and os.stat(npz).st_mtime_ns == before
+    assert not [f for f in os.listdir(unguided) if f.startswith("sample_shards-")]
+
+
 @pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
 def test_two_ranks_give_the_same_samples_as_one(ckpts, unguided, tmp_path):
     out = str(tmp_path)
