@@ -151,7 +151,6 @@ def test_argparser_round_trip():
 
 
 def test_create_model_and_diffusion_from_defaults_tiny():
-    pytest.importorskip("guided_diffusion.respace")
     from guided_diffusion.respace import SpacedDiffusion
 
     kw = {**su.model_and_diffusion_defaults(), "image_size": 32, "num_channels": 32,
@@ -167,7 +166,6 @@ def test_create_model_and_diffusion_from_defaults_tiny():
 
 
 def test_create_gaussian_diffusion_options():
-    pytest.importorskip("guided_diffusion.respace")
     from guided_diffusion import gaussian_diffusion as gd
     from guided_diffusion.respace import SpacedDiffusion
 
