@@ -116,6 +116,11 @@ def main():
           f"steps={args.steps} fp16={args.fp16}")
     grad = time_classifier_gradient(classifier, cond_fn, y, args, device)
     print(f"classifier gradient alone: {grad * 1e3:.3f} ms per image per step")
+    x = th.zeros(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    seeded = PerSampleNoise(0, range(args.batch_size), device)
+    per_sample = statistics.median(_timed(lambda: seeded(x), device) for _ in range(20))
+    shared = statistics.median(_timed(lambda: th.randn_like(x), device) for _ in range(20))
+    print(f"per-step noise: per-sample seeded {per_sample * 1e3:.3f} ms vs randn_like {shared * 1e3:.3f} ms per batch")
     for name, use_ddim in (("ancestral", False), ("ddim", True)):
         plain, guided = time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim)
         print(f"{name:9s} unguided {plain * 1e3:8.3f} ms/img/step | guided {guided * 1e3:8.3f} ms/img/step | "
