@@ -127,9 +127,9 @@ def timestep_embedding(timesteps, dim, max_period=10000):
     :return: an [N x dim] float32 tensor of positional embeddings.
     """
     half = dim // 2
-    freqs = th.exp(
-        -math.log(max_period) * th.arange(start=0, end=half, dtype=th.float32, device=timesteps.device) / half
-    )
+    # computed on the CPU then moved, like the original, so the values agree to the bit
+    freqs = th.exp(-math.log(max_period) * th.arange(start=0, end=half, dtype=th.float32) / half)
+    freqs = freqs.to(device=timesteps.device)
     args = timesteps[:, None].float() * freqs[None]
     embedding = th.cat([th.cos(args), th.sin(args)], dim=-1)
     if dim % 2:
