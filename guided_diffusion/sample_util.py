@@ -105,6 +105,25 @@ def load_checkpoint(model, path, flags, kind, flag_name, check=None):
         raise ValueError(f"{flag_name} {path!r} does not fit the {kind} built from the flags:\n{e}") from None
 
 
+def load_for_inference(model, path, flags, kind, flag_name, use_fp16, check=None):
+    """
+    `load_checkpoint`, then move the network to this rank's device, convert it to fp16 when asked,
+    switch to eval mode and freeze its parameters (sampling needs no parameter gradients; the
+    classifier's input gradient still flows).
+
+    :return: the model.
+    """
+    from . import dist_util
+
+    load_checkpoint(model, path, flags, kind, flag_name, check=check)
+    model.to(dist_util.dev())
+    if use_fp16:
+        model.convert_to_fp16()
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
 def load_base_samples(path, small_size, class_cond, num_classes):
     """
     Read and check the low-resolution inputs of super-resolution sampling.

@@ -6,8 +6,8 @@ images and `arr_1` the requested labels.
 Ancestral sampling shifts the mean by the scaled classifier gradient (condition_mean); with
 --use_ddim True the gradient shifts the predicted noise instead (condition_score). New flags:
 --seed, --output_dir, --eta, --progress, --class_labels, --num_classes. With
---classifier_scale 0 the classifier is loaded (checked) but never evaluated (the result equals unguided sampling
-for the same seed).
+--classifier_scale 0 the classifier is loaded (checked) but never evaluated, so the result equals
+unguided sampling with the same seed.
 """
 
 import argparse
@@ -33,7 +33,7 @@ from guided_diffusion.sample_util import (
     cli_main,
     generate,
     images_to_uint8,
-    load_checkpoint,
+    load_for_inference,
     run_config,
     sample_to_npz,
     setup_output,
@@ -60,22 +60,13 @@ def main():
     logger.log("creating model and diffusion...")
     flags = args_to_dict(args, model_and_diffusion_defaults().keys())
     model, diffusion = create_model_and_diffusion(**flags)
-    load_checkpoint(model, args.model_path, flags, "model", "--model_path")
-    model.to(dist_util.dev())
-    if args.use_fp16:
-        model.convert_to_fp16()
-    model.eval()
+    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
 
     logger.log("loading classifier...")
     cflags = args_to_dict(args, classifier_defaults().keys())
     classifier = create_classifier(**cflags)
-    load_checkpoint(classifier, args.classifier_path, cflags, "classifier", "--classifier_path",
-                    check=lambda sd: check_size(sd, classifier, args.image_size))
-    classifier.to(dist_util.dev())
-    if args.classifier_use_fp16:
-        classifier.convert_to_fp16()
-    classifier.eval()
-    classifier.requires_grad_(False)  # only d log p / d x is needed, not parameter gradients
+    load_for_inference(classifier, args.classifier_path, cflags, "classifier", "--classifier_path",
+                       args.classifier_use_fp16, check=lambda sd: check_size(sd, classifier, args.image_size))
     cond_fn = make_cond_fn(classifier, args.classifier_scale) if args.classifier_scale != 0 else None
     model_fn = make_model_fn(model, args.class_cond)
     shape = (3, args.image_size, args.image_size)

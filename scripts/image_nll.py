@@ -22,7 +22,7 @@ import torch as th
 from guided_diffusion import dist_util, logger
 from guided_diffusion.fileio import atomic_savez
 from guided_diffusion.image_datasets import load_data
-from guided_diffusion.sample_util import cli_main, load_checkpoint, setup_output
+from guided_diffusion.sample_util import cli_main, load_for_inference, setup_output
 from guided_diffusion.script_util import (
     add_dict_to_argparser,
     args_to_dict,
@@ -47,11 +47,7 @@ def main():
     logger.log("creating model and diffusion...")
     flags = args_to_dict(args, model_and_diffusion_defaults().keys())
     model, diffusion = create_model_and_diffusion(**flags)
-    load_checkpoint(model, args.model_path, flags, "model", "--model_path")
-    model.to(dist_util.dev())
-    if args.use_fp16:
-        model.convert_to_fp16()
-    model.eval()
+    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
 
     logger.log("creating data loader...")
     data = load_data(data_dir=args.data_dir, batch_size=args.batch_size, image_size=args.image_size,

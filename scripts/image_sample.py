@@ -25,7 +25,7 @@ from guided_diffusion.sample_util import (
     cli_main,
     generate,
     images_to_uint8,
-    load_checkpoint,
+    load_for_inference,
     run_config,
     sample_to_npz,
     setup_output,
@@ -53,11 +53,7 @@ def main():
     logger.log("creating model and diffusion...")
     flags = args_to_dict(args, model_and_diffusion_defaults().keys())
     model, diffusion = create_model_and_diffusion(**flags)
-    load_checkpoint(model, args.model_path, flags, "model", "--model_path")
-    model.to(dist_util.dev())
-    if args.use_fp16:
-        model.convert_to_fp16()
-    model.eval()
+    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
 
     shape = (3, args.image_size, args.image_size)
 

@@ -24,7 +24,7 @@ from guided_diffusion.sample_util import (
     generate,
     images_to_uint8,
     load_base_samples,
-    load_checkpoint,
+    load_for_inference,
     run_config,
     sample_to_npz,
     setup_output,
@@ -48,11 +48,7 @@ def main():
     logger.log("creating model...")
     flags = args_to_dict(args, sr_model_and_diffusion_defaults().keys())
     model, diffusion = sr_create_model_and_diffusion(**flags)
-    load_checkpoint(model, args.model_path, flags, "sr", "--model_path")
-    model.to(dist_util.dev())
-    if args.use_fp16:
-        model.convert_to_fp16()
-    model.eval()
+    load_for_inference(model, args.model_path, flags, "sr", "--model_path", args.use_fp16)
     shape = (3, args.large_size, args.large_size)
 
     def make_batch(indices, seed):

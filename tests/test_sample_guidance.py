@@ -1,6 +1,5 @@
 """In-process tests of classifier guidance and seeded generation (library level, tiny models)."""
 
-import numpy as np
 import pytest
 import torch as th
 
