@@ -69,7 +69,7 @@ def bench_sampling(args, device):
     model, diffusion, _ = build(flags, device)
     shape = (args.batch_size, 3, 32, 32)
     for name, loop in (("ddpm", diffusion.p_sample_loop), ("ddim", diffusion.ddim_sample_loop)):
-        seconds = timed(lambda: loop(model, shape, device=device), 1, device)
+        seconds = timed(lambda: loop(model, shape, device=device), 1, device, warmup=False)
         row = dict(sampler=name, steps=diffusion.num_timesteps, batch=args.batch_size,
                    steps_per_s=round(diffusion.num_timesteps / seconds, 2))  # fmt: skip
         print(json.dumps(row))
