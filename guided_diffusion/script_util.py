@@ -309,24 +309,46 @@ def create_classifier(
     classifier_channel_mult="",
 ):
     """Build the noisy-image classifier (64 channels per head, 1000 classes)."""
+    attention_ds = _attention_ds(
+        classifier_attention_resolutions, image_size, "classifier_attention_resolutions"
+    )
+    channel_mult = _channel_mult(
+        classifier_channel_mult, image_size, CHANNEL_MULT_BY_SIZE, "classifier_channel_mult"
+    )
+    _check_classifier_heads(image_size, classifier_width, channel_mult, attention_ds)
     return EncoderUNetModel(
         image_size=image_size,
         in_channels=3,
         model_channels=classifier_width,
         out_channels=1000,
         num_res_blocks=classifier_depth,
-        attention_resolutions=_attention_ds(
-            classifier_attention_resolutions, image_size, "classifier_attention_resolutions"
-        ),
-        channel_mult=_channel_mult(
-            classifier_channel_mult, image_size, CHANNEL_MULT_BY_SIZE, "classifier_channel_mult"
-        ),
+        attention_resolutions=attention_ds,
+        channel_mult=channel_mult,
         use_fp16=classifier_use_fp16,
-        num_head_channels=64,
+        num_head_channels=CLASSIFIER_HEAD_CHANNELS,
         use_scale_shift_norm=classifier_use_scale_shift_norm,
         resblock_updown=classifier_resblock_updown,
         pool=classifier_pool,
     )
+
+
+CLASSIFIER_HEAD_CHANNELS = 64
+
+
+def _check_classifier_heads(image_size, width, channel_mult, attention_ds):
+    """The classifier uses 64 channels per attention head: every attended level must fit."""
+    levels = {len(channel_mult) - 1: "the middle block"}  # the middle block always attends
+    for level in range(len(channel_mult)):
+        if 2**level in attention_ds:
+            levels.setdefault(level, f"resolution {image_size // 2**level}")
+    for level, where in sorted(levels.items()):
+        ch = int(channel_mult[level] * width)
+        if ch % CLASSIFIER_HEAD_CHANNELS:
+            raise ValueError(
+                f"classifier attention at {where} has {ch} channels, not a multiple of the "
+                f"{CLASSIFIER_HEAD_CHANNELS} channels per head the classifier uses: choose "
+                f"--classifier_width (now {width}) or --classifier_channel_mult so that it is"
+            )
 
 
 def sr_create_model_and_diffusion(

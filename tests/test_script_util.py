@@ -182,3 +182,12 @@ def test_create_gaussian_diffusion_options():
     assert d.model_var_type == gd.ModelVarType.LEARNED_RANGE and d.loss_type == gd.LossType.RESCALED_KL
     assert d.num_timesteps == 10 and d.rescale_timesteps
     assert list(d.timestep_map) == list(range(0, 50, 5))
+
+
+def test_classifier_head_channels_error_names_width():
+    with pytest.raises(ValueError, match=r"resolution 32 has 32 channels.*--classifier_width \(now 32\)"):
+        su.create_classifier(32, False, 32, 1, "32,16,8", True, True, "attention")
+    with pytest.raises(ValueError, match=r"middle block has 96 channels"):
+        su.create_classifier(32, False, 96, 1, "16", True, True, "adaptive", classifier_channel_mult="2,1")
+    clf = su.create_classifier(8, False, 32, 1, "4", True, True, "attention", classifier_channel_mult="1,2")
+    assert clf(th.randn(1, 3, 8, 8), th.tensor([1])).shape == (1, 1000)
