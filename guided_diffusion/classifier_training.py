@@ -150,6 +150,7 @@ class ClassifierTrainLoop:
         self.opt = AdamW(self.mp_trainer.master_params, lr=lr, weight_decay=weight_decay)
         if self.resume_path:
             self._load_optimizer_and_state()
+            self._last_saved = self.resume_step  # that checkpoint exists already
 
     def _load_optimizer_and_state(self):
         directory = os.path.dirname(self.resume_path)

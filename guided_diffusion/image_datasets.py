@@ -242,6 +242,14 @@ class _SeededItems(torch.utils.data.Dataset):
         return self.dataset[idx, rng]
 
 
+def _ignore_stop_signals(_worker_id):
+    """Workers leave a terminal's Ctrl-C (sent to the whole process group) to the main process,
+    which saves and stops cleanly. SIGTERM stays default: the loader uses it to end workers."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ResumableLoader:
     """
     Endless iterator over fixed-size batches: every epoch is a permutation of the shard drawn
@@ -287,6 +295,7 @@ class ResumableLoader:
             batch_sampler=self._batch_keys(self.consumed),
             num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=_ignore_stop_signals,
         )
         return iter(loader)
 

@@ -131,6 +131,7 @@ class TrainLoop:
             self.ddp_model = self.model
         if self.resume_path:
             self._load_train_state()
+            self._last_saved = self.resume_step  # that checkpoint exists already
 
     # ------------------------------------------------------------------------------ loading
 
