@@ -96,26 +96,26 @@ def measure(name, batch_size, steps, warmup, image_size):
     for _ in range(warmup):
         step()
         metrics()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
         metrics()
-    dt = time.perf_counter() - t0
-    return steps / dt, n_params
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    return steps / dt, dc / steps, n_params
 
 
 def curve(name, batch_size, steps, image_size, every):
     step, metrics, n_params, keys = build(name, batch_size, image_size)
     print(f"# {name} batch {batch_size}: {n_params / 1e6:.2f}M params; mean of {', '.join(keys)} per {every} steps")
-    window, t0 = [], time.perf_counter()
+    window, t0, c0 = [], time.perf_counter(), time.process_time()
     for i in range(1, steps + 1):
         step()
         window.append(metrics())
         if i % every == 0:
             means = np.mean(np.array(window, dtype=np.float64), axis=0)
-            el = time.perf_counter() - t0
+            el, cpu = time.perf_counter() - t0, time.process_time() - c0
             print(f"step {i:5d}  " + "  ".join(f"{k} {m:.4f}" for k, m in zip(keys, means))
-                  + f"  ({i / el:.2f} steps/s, {el:.0f} s)", flush=True)
+                  + f"  ({i / el:.2f} steps/s, {el:.0f} s wall, {cpu / i:.2f} cpu s/step)", flush=True)
             window = []
 
 
@@ -144,11 +144,14 @@ def main():
     if args.curve:
         curve(args.curve, args.batch_size, args.steps, args.image_size, args.every)
         return
-    print(f"{'config':8s} {'batch':>5s} {'params':>8s} {'steps/s':>8s} {'img/s':>7s}")
+    # CPU s/step (user+sys of this process) is robust to other processes sharing the cores;
+    # with N threads and no contention, wall s/step is about cpu s/step / N (or a bit more).
+    print(f"{'config':8s} {'batch':>5s} {'params':>8s} {'steps/s':>8s} {'img/s':>7s} {'cpu s/step':>10s} {'load':>5s}")
     for name in args.configs.split(","):
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            sps, n_params = measure(name, bs, args.steps, args.warmup, args.image_size)
-            print(f"{name:8s} {bs:5d} {n_params / 1e6:7.2f}M {sps:8.2f} {sps * bs:7.1f}", flush=True)
+            sps, cpu, n_params = measure(name, bs, args.steps, args.warmup, args.image_size)
+            print(f"{name:8s} {bs:5d} {n_params / 1e6:7.2f}M {sps:8.2f} {sps * bs:7.1f} {cpu:10.2f} "
+                  f"{os.getloadavg()[0]:5.1f}", flush=True)
 
 
 if __name__ == "__main__":
