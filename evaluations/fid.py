@@ -37,6 +37,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6, method="sqrtm"):
     R = sigma1^(1/2), from two symmetric eigendecompositions (eigenvalues clamped at 0). It is
     exact for covariance matrices and several times faster at D = 2048; it differs from sqrtm
     only by sqrtm's round-off on (near-)singular covariances (~1e-5 relative to tr(sigma)).
+    See also :func:`frechet_distance_from_features` for small sets.
 
     :param mu1: [D] mean; :param sigma1: [D, D] covariance (likewise mu2, sigma2).
     :param method: one of FID_METHODS.
@@ -61,11 +62,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6, method="sqrtm"):
 
 
 def _trace_sqrt_product_sqrtm(sigma1, sigma2, eps):
-    covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():
-        warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates")
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    with warnings.catch_warnings():
+        # the original passed disp=False, which silenced scipy's "Matrix is singular" warning
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1.dot(sigma2))
+        if not np.isfinite(covmean).all():
+            warnings.warn(f"fid calculation produces singular product; adding {eps} to diagonal of cov estimates")
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
@@ -82,3 +86,25 @@ def _trace_sqrt_product_eigh(sigma1, sigma2):
     root = (evecs * np.sqrt(np.clip(evals, 0, None))) @ evecs.T
     inner = linalg.eigvalsh(_symmetrize(root @ sigma2 @ root), driver="evr")
     return np.sqrt(np.clip(inner, 0, None)).sum()
+
+
+def frechet_distance_from_features(features1, features2):
+    """
+    Exact Fréchet distance between the Gaussians fitted to two small feature sets, without any
+    D x D matrix: with A = centered(f1) / sqrt(n1 - 1) and B likewise (so sigma1 = A^T A),
+    tr sqrt(sigma1 sigma2) is the sum of the singular values of A B^T ([n1, n2]).
+    Equals ``frechet_distance(*compute_statistics(f1), *compute_statistics(f2), method="eigh")``;
+    cheap when n1, n2 are small compared with D (e.g. 300 images, D = 2048).
+
+    :param features1: [n1, D] array, n1 >= 2; :param features2: [n2, D] array, n2 >= 2.
+    :return: the distance as a Python float.
+    """
+    f1, f2 = np.asarray(features1, dtype=np.float64), np.asarray(features2, dtype=np.float64)
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1] or min(len(f1), len(f2)) < 2:
+        raise ValueError(f"need features [n >= 2, D] with equal D, got {f1.shape} and {f2.shape}")
+    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
+    a = (f1 - mu1) / np.sqrt(len(f1) - 1)
+    b = (f2 - mu2) / np.sqrt(len(f2) - 1)
+    singular_values = linalg.svdvals(a @ b.T)
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.sum(a * a) + np.sum(b * b) - 2 * singular_values.sum())

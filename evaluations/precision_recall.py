@@ -10,8 +10,6 @@ of ``row_batch_size`` x ``col_batch_size``; only the running k+1 smallest distan
 kept, so memory is bounded by the block size, not by N^2 (or N x block).
 """
 
-import torch
-
 ROW_BATCH_SIZE = 10000
 COL_BATCH_SIZE = 10000
 
@@ -24,6 +22,8 @@ def _sq_dists(a, b, a_norm, b_norm):
 
 
 def _as_tensor(x, device):
+    import torch
+
     return torch.as_tensor(x).to(device=device, dtype=torch.float32)
 
 
@@ -33,6 +33,8 @@ def manifold_radii(features, k=3, row_batch_size=ROW_BATCH_SIZE, col_batch_size=
     :param k: neighbourhood size.
     :return: [N] float32 tensor: squared distance to the k-th nearest other point.
     """
+    import torch
+
     feats = _as_tensor(features, device)
     n = len(feats)
     if n <= k:
@@ -68,6 +70,8 @@ def precision_recall(
     :param k: neighbourhood size (3 in the original).
     :return: (precision, recall) Python floats.
     """
+    import torch  # lazy: keeps `import evaluations` light
+
     ref = _as_tensor(ref_features, device)
     sample = _as_tensor(sample_features, device)
     if ref.ndim != 2 or sample.ndim != 2 or ref.shape[1] != sample.shape[1]:

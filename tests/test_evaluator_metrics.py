@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from evaluations.fid import compute_statistics, frechet_distance
+from evaluations.batch_stats import BatchStats, batch_frechet_distance
+from evaluations.fid import compute_statistics, frechet_distance, frechet_distance_from_features
 from evaluations.inception_score import inception_score
 from evaluations.precision_recall import manifold_radii, precision_recall
 
@@ -137,3 +138,32 @@ def test_precision_recall_independent_of_block_size():
     full = precision_recall(ref, sample)
     assert precision_recall(ref, sample, row_batch_size=7, col_batch_size=4) == full
     assert 0.0 < full[0] < 1.0 or 0.0 < full[1] < 1.0
+
+
+@pytest.mark.parametrize("n1, n2", [(20, 25), (300, 200)])  # below and above D = 64
+def test_fid_from_features_equals_fid_of_statistics(n1, n2):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((n1, 64)) @ rng.standard_normal((64, 64))
+    b = rng.standard_normal((n2, 64)) + 0.25
+    expected = frechet_distance(*compute_statistics(a), *compute_statistics(b), method="eigh")
+    # eigh carries ~1e-9 relative round-off from the rank-deficient covariance's null space
+    assert frechet_distance_from_features(a, b) == pytest.approx(expected, rel=1e-7)
+
+
+def _batch(feats, stats_feats=None):
+    stats_feats = feats if stats_feats is None else stats_feats
+    stats = compute_statistics(stats_feats)
+    return BatchStats(feats, stats, stats, spatial=feats, stats_from_features=stats_feats is feats)
+
+
+@pytest.mark.parametrize("method", ["sqrtm", "fast"])
+def test_batch_fid_uses_file_statistics_over_features(method):
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((30, 40)), rng.standard_normal((30, 40)) + 0.5
+    sample = _batch(a)
+    ref = _batch(b, stats_feats=b * 2.0)  # statistics "from the file" differ from the features
+    expected = frechet_distance(*compute_statistics(a), *compute_statistics(b * 2.0), method="eigh")
+    for kind in ("pool", "spatial"):
+        assert batch_frechet_distance(sample, ref, kind, method) == pytest.approx(expected, rel=1e-6)
+    from_features = batch_frechet_distance(sample, _batch(b), "pool", method)
+    assert from_features == pytest.approx(frechet_distance_from_features(a, b), rel=1e-6)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from evaluations.batch_stats import load_batch
+from evaluations.fid import frechet_distance
 from evaluations.npz_reader import (
     EvaluatorInputError,
     NpzArrayReader,
@@ -142,6 +143,12 @@ def test_statistics_of_wrong_dimension_are_rejected(tmp_path):
 
 def test_file_without_images_or_cache_is_rejected(tmp_path):
     path = str(tmp_path / "s.npz")
-    np.savez(path, **_stats())
+    np.savez(path, arr_1=np.arange(3))
     with pytest.raises(EvaluatorInputError, match="no images"):
         load_batch(path, get_extractor=None)
+
+
+def test_package_exports_library_api():
+    import evaluations
+
+    assert evaluations.frechet_distance is frechet_distance and callable(evaluations.precision_recall)
