@@ -2,7 +2,8 @@
 Evaluator benchmarks (CPU by default):
 
 1. feature extraction throughput (images/s) for uint8 batches resized to 299x299;
-2. Fréchet distance time at D = 2048 for the original's sqrtm and the eigh method;
+2. Fréchet distance time at D = 2048: the original's sqrtm, the eigh method, and the exact
+   low-rank formula from N = 300 features (what ``--fid_method fast`` uses for small batches);
 3. peak memory of precision/recall at N x N (default 10k x 10k, 2048-d features), measured as
    the child process's peak RSS above its RSS once the features exist, for several block sizes.
 
@@ -42,11 +43,14 @@ def bench_features(num_images, image_size, batch_size, device):
 def bench_fid(n, dim):
     import numpy as np
 
-    from evaluations.fid import compute_statistics, frechet_distance
+    from evaluations.fid import compute_statistics, frechet_distance, frechet_distance_from_features
 
     rng = np.random.default_rng(0)
-    stats = (*compute_statistics(rng.random((n, dim))), *compute_statistics(rng.random((n, dim)) + 0.1))
-    out = {}
+    f1, f2 = rng.random((n, dim)), rng.random((n, dim)) + 0.1
+    stats = (*compute_statistics(f1), *compute_statistics(f2))
+    start = time.perf_counter()
+    value = frechet_distance_from_features(f1, f2)
+    out = {"low-rank (from features)": {"seconds": round(time.perf_counter() - start, 2), "value": value}}
     for method in ("eigh", "sqrtm"):
         start = time.perf_counter()
         value = frechet_distance(*stats, method=method)

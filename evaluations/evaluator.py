@@ -122,7 +122,8 @@ def evaluate(
     results["fid"] = batch_frechet_distance(sample, ref, "pool", fid_method)
     results["sfid"] = batch_frechet_distance(sample, ref, "spatial", fid_method)
     if min(len(ref.pool), len(sample.pool)) > 3:
-        results["precision"], results["recall"] = precision_recall(ref.pool, sample.pool)
+        pr_device = extractor[0].device if extractor else "cpu"
+        results["precision"], results["recall"] = precision_recall(ref.pool, sample.pool, device=pr_device)
     else:
         log("Precision/Recall: nan; k-NN manifolds (k=3) need at least 4 images in each batch")
         results["precision"] = results["recall"] = float("nan")

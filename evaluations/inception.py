@@ -285,7 +285,10 @@ def read_weights_file(path):
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's deprecation notice
             params = torch.jit.load(path, map_location="cpu").state_dict()
     except (RuntimeError, ValueError):
-        params = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            params = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling errors have no common base class
+            raise ValueError(f"{path}: cannot read Inception weights ({type(exc).__name__}: {exc})") from None
         if not isinstance(params, dict):
             raise ValueError(f"{path}: not a state dict or TorchScript file")
     out = {}

@@ -10,7 +10,7 @@ import pytest
 
 from evaluations.evaluator import main
 from evaluations.fid import compute_statistics
-from evaluator_helpers import needs_weights, write_full_weights
+from test_evaluator_helpers import needs_weights, write_full_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "evaluations", "evaluator.py")

