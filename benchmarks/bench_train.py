@@ -41,6 +41,8 @@ UNETS = {
 CLASSIFIERS = {
     "clf": dict(classifier_width=64, classifier_depth=1, classifier_attention_resolutions="8",
                 classifier_channel_mult="1,2,2", classifier_pool="attention"),
+    "clf-clean": dict(classifier_width=64, classifier_depth=1, classifier_attention_resolutions="8",
+                      classifier_channel_mult="1,2,2", classifier_pool="attention"),  # --noised False
     "clf-2": dict(classifier_width=64, classifier_depth=2, classifier_attention_resolutions="8",
                   classifier_channel_mult="1,2,2", classifier_pool="attention"),
 }
@@ -75,7 +77,7 @@ def build(name, batch_size, image_size):
         data = load_data(data_dir=folder, batch_size=batch_size, image_size=size, class_cond=True,
                          random_crop=True, random_flip=False, seed=0)
         loop = ClassifierTrainLoop(model=model, diffusion=diffusion, data=data, iterations=10**9, lr=3e-4,
-                                   batch_size=batch_size, noised=True)
+                                   batch_size=batch_size, noised=not name.endswith("-clean"))
 
         def step():
             loop.forward_backward_log(loop.data)
