@@ -35,3 +35,13 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
         atomic_write(path, broken)
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_atomic_write_gives_umask_permissions_not_private(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "samples.npz"
+        atomic_savez(path, arr_0=np.zeros(2, dtype=np.uint8))
+    finally:
+        os.umask(old)
+    assert (os.stat(path).st_mode & 0o777) == 0o644
