@@ -4,6 +4,8 @@ pixels as float in [0, 255], TF1 bilinear resize to 299x299, (x - 128) / 128, th
 Inception network (pool_3, mixed_6 spatial taps and, when available, the softmax head).
 """
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -23,6 +25,20 @@ def preprocess(images, device="cpu"):
     x = x.permute(0, 3, 1, 2).float()
     x = tf1_resize_bilinear(x, INCEPTION_SIZE)
     return (x - 128.0) / 128.0
+
+
+@contextlib.contextmanager
+def _no_tf32_convs(device):
+    """Full-fp32 cuDNN convolutions (TF32 would shift features; TF1 never used it)."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
 
 
 class FeatureExtractor:
@@ -51,7 +67,7 @@ class FeatureExtractor:
         :return: dict "pool" [N, 2048], "spatial" [N, 2023] (+ "softmax" [N, 1008]) float32 numpy.
         """
         outs = []
-        with torch.inference_mode():
+        with torch.inference_mode(), _no_tf32_convs(self.device):
             for start in range(0, len(images), self.batch_size):
                 x = preprocess(images[start : start + self.batch_size], self.device)
                 if self.device.type == "cpu":

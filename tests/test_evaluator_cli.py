@@ -61,12 +61,13 @@ def test_cli_end_to_end_and_cached_reference(tmp_path, capsys):
 
 
 @needs_weights
-def test_cli_identical_batches_give_full_precision_and_recall(tmp_path, capsys):
+def test_cli_identical_batches_give_zero_fid_and_full_precision_recall(tmp_path, capsys):
     ref = str(tmp_path / "ref.npz")
     np.savez(ref, arr_0=_images(4, 3))
     assert main([ref, ref, "--fid_method", "fast"]) == 0
     result = _parse(capsys.readouterr().out)
     assert (result["Precision"], result["Recall"]) == (1.0, 1.0)
+    assert abs(result["FID"]) < 1e-6 and abs(result["sFID"]) < 1e-6
 
 
 def _run_script(*args):
