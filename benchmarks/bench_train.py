@@ -36,6 +36,8 @@ UNETS = {
     "unet-a": dict(num_channels=64, channel_mult="1,2,2", num_res_blocks=1, attention_resolutions="8"),
     "unet-b": dict(num_channels=64, channel_mult="1,2,2", num_res_blocks=2, attention_resolutions="8"),
     "unet-c": dict(num_channels=64, channel_mult="1,2,2", num_res_blocks=1, attention_resolutions="64"),  # 64 > 32: middle block only
+    "unet-demo16": dict(image_size=16, num_channels=64, channel_mult="1,2,2", num_res_blocks=2,
+                        attention_resolutions="8", num_head_channels=32, dropout=0.1, noise_schedule="cosine"),
     "unet-16": dict(image_size=16, num_channels=64, channel_mult="1,2", num_res_blocks=1, attention_resolutions="8"),
 }
 CLASSIFIERS = {
