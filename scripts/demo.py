@@ -27,27 +27,28 @@ sys.path.insert(0, REPO)
 
 IMAGE_SIZE = 16
 NUM_CLASSES = 10
+RANKS = 2  # MPI processes for training and sampling (one per core of a 2-core machine)
 DIFFUSION_FLAGS = dict(
-    image_size=IMAGE_SIZE, num_channels=64, num_res_blocks=2, channel_mult="1,2,2",
-    attention_resolutions="8", num_head_channels=32, dropout=0.1, learn_sigma=False,
+    image_size=IMAGE_SIZE, num_channels=32, num_res_blocks=1, channel_mult="1,2,2",
+    attention_resolutions="8", num_head_channels=32, dropout=0.1, learn_sigma=True,
     diffusion_steps=1000, noise_schedule="cosine",
 )
 CLASSIFIER_FLAGS = dict(
     image_size=IMAGE_SIZE, classifier_width=64, classifier_depth=1, classifier_channel_mult="1,2,2",
     classifier_attention_resolutions="8", classifier_pool="attention",
 )
-# name -> (classifier scale, sampler flags)
+EMA_RATE = "0.995"
+# name -> (classifier scale, sampler flags); every run uses the same seed, hence the same noise
 RUNS = {
-    "scale_0": (0.0, dict(timestep_respacing="100")),
-    "scale_1": (1.0, dict(timestep_respacing="100")),
-    "scale_4": (4.0, dict(timestep_respacing="100")),
-    "ddim_scale_4": (4.0, dict(timestep_respacing="ddim50", use_ddim=True)),
+    "scale_0": (0.0, dict(timestep_respacing="50")),
+    "scale_1": (1.0, dict(timestep_respacing="50")),
+    "scale_4": (4.0, dict(timestep_respacing="50")),
+    "ddim_scale_4": (4.0, dict(timestep_respacing="ddim25", use_ddim=True)),
 }
-FULL = dict(diffusion_steps=4000, diffusion_batch=64, guide_steps=1500, judge_steps=600,
-            classifier_batch=64, num_samples=300, sample_batch=150)
-QUICK = dict(diffusion_steps=20, diffusion_batch=8, guide_steps=10, judge_steps=10,
+FULL = dict(diffusion_steps=2000, diffusion_batch=32, guide_steps=600, judge_steps=300,
+            classifier_batch=32, num_samples=200, sample_batch=100)
+QUICK = dict(diffusion_steps=10, diffusion_batch=8, guide_steps=6, judge_steps=6,
              classifier_batch=8, num_samples=20, sample_batch=10)
-
 
 def flag_args(flags):
     out = []
@@ -56,12 +57,37 @@ def flag_args(flags):
     return out
 
 
-def run_stage(title, script, flags, log_path, env=None):
+def mpi_launcher(ranks):
+    """
+    `mpiexec -n ranks` from this interpreter's environment when it works here, else () (one
+    process). Tiny convolutions scale badly over threads on a small CPU, so the demo runs its
+    training and sampling as `ranks` single-threaded MPI processes instead.
+    """
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if ranks < 2 or not os.path.exists(mpiexec):
+        return ()
+    probe = [mpiexec, "-n", str(ranks), sys.executable, "-c",
+             "from mpi4py import MPI; assert MPI.COMM_WORLD.Get_size() > 1"]
+    try:
+        ok = subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        print(f"demo: {mpiexec} does not start {ranks} ranks here; running single processes instead")
+        return ()
+    return (mpiexec, "-n", str(ranks))
+
+
+def run_stage(title, script, flags, log_path, env=None, launcher=()):
     """Run scripts/<script> (or another repo path) with its output in `log_path`; show a heartbeat."""
     path = script if os.sep in script else os.path.join("scripts", script)
-    cmd = [sys.executable, os.path.join(REPO, path)] + flag_args(flags)
+    cmd = list(launcher) + [sys.executable, os.path.join(REPO, path)] + flag_args(flags)
+    threads = "1" if launcher else os.environ.get("OMP_NUM_THREADS", "")
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-    print(f"{title}\n  $ {' '.join(cmd[1:])}\n  log: {log_path}", flush=True)
+    if threads:
+        full_env["OMP_NUM_THREADS"] = threads
+    shown = ["python" if c == sys.executable else c for c in cmd]
+    print(f"{title}\n  $ {' '.join(shown)}\n  log: {log_path}", flush=True)
     start, last_beat, status = time.time(), time.time(), ""
     with open(log_path, "w") as log, subprocess.Popen(
         cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -87,7 +113,7 @@ def _status_from(line, status):
     if match:
         key, value = match.groups()
         if key == "step":
-            return f"step {value}"
+            return f"step {float(value):.0f}"  # the logger prints 1400 as 1.4e+03
         return f"{status.split(',')[0]}, {key} {value}"
     if "sampling" in line or "it/s" in line or "img" in line:
         return line.strip()[-80:]
@@ -99,7 +125,7 @@ def newest_checkpoint(folder, prefix):
     return os.path.join(folder, names[-1]) if names else None
 
 
-def train(title, out, script, flags, steps, final_name):
+def train(title, out, script, flags, final_name, launcher):
     """Train unless `final_name` already exists in `out`; :return: the checkpoint path."""
     os.makedirs(out, exist_ok=True)
     final = os.path.join(out, final_name)
@@ -107,7 +133,7 @@ def train(title, out, script, flags, steps, final_name):
         print(f"{title}\n  reusing {final} (delete {out} to retrain)")
         return final
     run_stage(title, script, dict(flags, resume_checkpoint="auto"), os.path.join(out, "train.log"),
-              env={"OPENAI_LOGDIR": out})
+              env={"OPENAI_LOGDIR": out}, launcher=launcher)
     if not os.path.exists(final):
         raise SystemExit(f"demo: {script} finished without writing {final}")
     return final
@@ -143,29 +169,31 @@ def main():
     else:
         print(f"[1/6] digits: reusing {train_dir} and {reference}")
 
+    launcher = mpi_launcher(RANKS)
     common = dict(data_dir=train_dir, seed=0, log_interval=100)
+    ranks = RANKS if launcher else 1  # the scripts' --batch_size is per rank
     steps = size["diffusion_steps"]
     diffusion_ckpt = train(
         f"[2/6] diffusion model: {steps} steps, batch {size['diffusion_batch']}",
         os.path.join(out, "diffusion"), "image_train.py",
-        dict(DIFFUSION_FLAGS, **common, batch_size=size["diffusion_batch"], lr=2e-4, ema_rate="0.999",
-             lr_anneal_steps=steps, save_interval=steps),
-        steps, f"ema_0.999_{steps:06d}.pt",
+        dict(DIFFUSION_FLAGS, **common, batch_size=size["diffusion_batch"] // ranks, lr=3e-4,
+             ema_rate=EMA_RATE, lr_anneal_steps=steps, save_interval=steps),
+        f"ema_{EMA_RATE}_{steps:06d}.pt", launcher,
     )
-    classifier_common = dict(CLASSIFIER_FLAGS, **common, val_data_dir="", batch_size=size["classifier_batch"],
+    classifier_common = dict(CLASSIFIER_FLAGS, **common, batch_size=size["classifier_batch"] // ranks,
                              lr=1e-3, anneal_lr=True, eval_interval=100)
     guide_ckpt = train(
         f"[3/6] guide: noisy classifier, {size['guide_steps']} steps",
         os.path.join(out, "guide"), "classifier_train.py",
         dict(classifier_common, noised=True, iterations=size["guide_steps"], save_interval=size["guide_steps"],
              diffusion_steps=DIFFUSION_FLAGS["diffusion_steps"], noise_schedule=DIFFUSION_FLAGS["noise_schedule"]),
-        size["guide_steps"], f"model{size['guide_steps']:06d}.pt",
+        f"model{size['guide_steps']:06d}.pt", launcher,
     )
     judge_ckpt = train(
         f"[3/6] judge: clean classifier, {size['judge_steps']} steps",
         os.path.join(out, "judge"), "classifier_train.py",
         dict(classifier_common, noised=False, iterations=size["judge_steps"], save_interval=size["judge_steps"]),
-        size["judge_steps"], f"model{size['judge_steps']:06d}.pt",
+        f"model{size['judge_steps']:06d}.pt", launcher,
     )
 
     rows = []
@@ -181,9 +209,9 @@ def main():
             flags = dict(DIFFUSION_FLAGS, **CLASSIFIER_FLAGS, **sampler, model_path=diffusion_ckpt,
                          classifier_path=guide_ckpt, classifier_scale=scale, num_samples=n,
                          batch_size=size["sample_batch"], class_labels="balanced", num_classes=NUM_CLASSES,
-                         seed=0, output_dir=run_dir)
+                         seed=0, output_dir=run_dir, progress=False)
             run_stage(f"[4/6] sampling {name}: classifier scale {scale}, {sampler}", "classifier_sample.py",
-                      flags, os.path.join(run_dir, "sample.log"))
+                      flags, os.path.join(run_dir, "sample.log"), launcher=launcher)
         scores_path = os.path.join(run_dir, "scores.json")
         if os.path.exists(scores_path) and os.path.getmtime(scores_path) > os.path.getmtime(npz):
             print(f"[5/6] scores {name}: reusing {scores_path}")
@@ -191,7 +219,9 @@ def main():
                 scores = json.load(f)
         else:
             ref_arg = ref_stats if os.path.exists(ref_stats) else reference
-            eval_flags = {} if os.path.exists(ref_stats) else {"save_ref_stats": ref_stats}
+            eval_flags = {"fid_method": "fast"}
+            if not os.path.exists(ref_stats):
+                eval_flags["save_ref_stats"] = ref_stats
             text = _evaluate(ref_arg, npz, eval_flags, os.path.join(run_dir, "evaluator.log"), name)
             scores = parse_metrics(text, ["FID", "sFID", "Precision", "Recall"])
             judged = run_stage(f"[5/6] judging {name}", "classifier_accuracy.py",
