@@ -97,6 +97,7 @@ def run_stage(title, script, flags, log_path, env=None, launcher=()):
     ) as proc:
         for line in proc.stdout:
             log.write(line)
+            log.flush()  # so `tail -f` on the log follows the run
             status = _status_from(line.rstrip("\n").split("\r")[-1], status)
             if time.time() - last_beat > 20 and status:
                 print(f"  ... {status} ({time.time() - start:.0f} s)", flush=True)
