@@ -200,51 +200,71 @@ def main():
         f"model{size['judge_steps']:06d}.pt", launcher,
     )
 
-    rows = []
-    ref_stats = os.path.join(out, "reference_stats.npz")
-    for name, (scale, sampler) in RUNS.items():
-        run_dir = os.path.join(out, "samples", name)
-        os.makedirs(run_dir, exist_ok=True)
-        n = size["num_samples"]
-        npz = os.path.join(run_dir, f"samples_{n}x{IMAGE_SIZE}x{IMAGE_SIZE}x3.npz")
-        if os.path.exists(npz):
-            print(f"[4/6] sampling {name}: reusing {npz}")
-        else:
-            flags = dict(DIFFUSION_FLAGS, **CLASSIFIER_FLAGS, **sampler, model_path=diffusion_ckpt,
-                         classifier_path=guide_ckpt, classifier_scale=scale, num_samples=n,
-                         batch_size=size["sample_batch"], class_labels="balanced", num_classes=NUM_CLASSES,
-                         seed=0, output_dir=run_dir, progress=False)
-            run_stage(f"[4/6] sampling {name}: classifier scale {scale}, {sampler}", "classifier_sample.py",
-                      flags, os.path.join(run_dir, "sample.log"), launcher=launcher)
-        scores_path = os.path.join(run_dir, "scores.json")
-        if os.path.exists(scores_path) and os.path.getmtime(scores_path) > os.path.getmtime(npz):
-            print(f"[5/6] scores {name}: reusing {scores_path}")
-            with open(scores_path) as f:
-                scores = json.load(f)
-        else:
-            ref_arg = ref_stats if os.path.exists(ref_stats) else reference
-            eval_flags = {"fid_method": "fast"}
-            if not os.path.exists(ref_stats):
-                eval_flags["save_ref_stats"] = ref_stats
-            text = _evaluate(ref_arg, npz, eval_flags, os.path.join(run_dir, "evaluator.log"), name)
-            scores = parse_metrics(text, ["FID", "sFID", "Precision", "Recall"])
-            judged = run_stage(f"[5/6] judging {name}", "classifier_accuracy.py",
-                               dict(CLASSIFIER_FLAGS, samples=npz, classifier_path=judge_ckpt, num_classes=NUM_CLASSES),
-                               os.path.join(run_dir, "judge.log"))
-            scores.update(parse_metrics(judged, ["Accuracy"]))
-            with open(scores_path, "w") as f:
-                json.dump(scores, f, indent=2)
-        grid = os.path.join(run_dir, f"samples_{n}x{IMAGE_SIZE}x{IMAGE_SIZE}x3.png")
-        rows.append(dict(run=name, scale=scale, sampler="DDIM" if sampler.get("use_ddim") else "ancestral",
-                         grid=grid, **scores))
+    ref_stats = os.path.join(out, f"reference_stats_{IMAGE_SIZE}px.npz")
+    models = dict(diffusion=diffusion_ckpt, guide=guide_ckpt, judge=judge_ckpt)
+    rows = [sample_and_score(name, scale, sampler, out, size, models, reference, ref_stats, launcher)
+            for name, (scale, sampler) in RUNS.items()]
+    judge_on_real = judge_accuracy(reference, judge_ckpt, os.path.join(out, "judge", "heldout_accuracy.log"))
 
     table = format_table(rows)
-    print(f"\n[6/6] results ({time.time() - t0:.0f} s in all)\n\n{table}")
+    summary = (f"judge accuracy on the {reference_count(reference)} held-out real digits: {judge_on_real:.3f} "
+               f"(chance: {1 / NUM_CLASSES:.3f})")
+    print(f"\n[6/6] results ({time.time() - t0:.0f} s in all)\n\n{table}\n\n{summary}")
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(table + "\n")
+        f.write(f"{table}\n\n{summary}\n")
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+        json.dump(dict(runs=rows, judge_accuracy_heldout=judge_on_real), f, indent=2)
     print(f"\nwrote {os.path.join(out, 'results.md')} and results.json")
+
+
+def sample_and_score(name, scale, sampler, out, size, models, reference, ref_stats, launcher):
+    """Sample one run with classifier_sample.py (or reuse it), then score it; :return: its table row."""
+    run_dir = os.path.join(out, "samples", name)
+    os.makedirs(run_dir, exist_ok=True)
+    n = size["num_samples"]
+    npz = os.path.join(run_dir, f"samples_{n}x{IMAGE_SIZE}x{IMAGE_SIZE}x3.npz")
+    if os.path.exists(npz):
+        print(f"[4/6] sampling {name}: reusing {npz}")
+    else:
+        flags = dict(DIFFUSION_FLAGS, **CLASSIFIER_FLAGS, **sampler, model_path=models["diffusion"],
+                     classifier_path=models["guide"], classifier_scale=scale, num_samples=n,
+                     batch_size=size["sample_batch"], class_labels="balanced", num_classes=NUM_CLASSES,
+                     seed=0, output_dir=run_dir, progress=False)
+        run_stage(f"[4/6] sampling {name}: classifier scale {scale}, {sampler}", "classifier_sample.py",
+                  flags, os.path.join(run_dir, "sample.log"), launcher=launcher)
+    scores_path = os.path.join(run_dir, "scores.json")
+    if os.path.exists(scores_path) and os.path.getmtime(scores_path) > os.path.getmtime(npz):
+        print(f"[5/6] scores {name}: reusing {scores_path}")
+        with open(scores_path) as f:
+            scores = json.load(f)
+    else:
+        eval_flags = {"fid_method": "fast"}
+        if not os.path.exists(ref_stats):
+            eval_flags["save_ref_stats"] = ref_stats
+        ref_arg = ref_stats if os.path.exists(ref_stats) else reference
+        text = _evaluate(ref_arg, npz, eval_flags, os.path.join(run_dir, "evaluator.log"), name)
+        scores = parse_metrics(text, ["FID", "sFID", "Precision", "Recall"])
+        scores["Accuracy"] = judge_accuracy(npz, models["judge"], os.path.join(run_dir, "judge.log"))
+        with open(scores_path, "w") as f:
+            json.dump(scores, f, indent=2)
+    grid = os.path.join(run_dir, f"samples_{n}x{IMAGE_SIZE}x{IMAGE_SIZE}x3.png")
+    return dict(run=name, scale=scale, sampler="DDIM" if sampler.get("use_ddim") else "ancestral",
+                grid=grid, **scores)
+
+
+def judge_accuracy(npz, judge_ckpt, log_path):
+    """The clean classifier's agreement with the labels in `npz` (classifier_accuracy.py)."""
+    text = run_stage(f"[5/6] judging {os.path.basename(npz)}", "classifier_accuracy.py",
+                     dict(CLASSIFIER_FLAGS, samples=npz, classifier_path=judge_ckpt, num_classes=NUM_CLASSES),
+                     log_path)
+    return parse_metrics(text, ["Accuracy"])["Accuracy"]
+
+
+def reference_count(reference):
+    import numpy as np
+
+    with np.load(reference, allow_pickle=False) as f:
+        return len(f["arr_1"])
 
 
 def _evaluate(ref, npz, extra_flags, log_path, name):

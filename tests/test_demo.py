@@ -21,7 +21,9 @@ def test_quick_demo_writes_table_and_grids_then_reuses_everything(tmp_path):
     first = _demo(out)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     with open(os.path.join(out, "results.json")) as f:
-        rows = json.load(f)
+        results = json.load(f)
+    rows = results["runs"]
+    assert 0.0 <= results["judge_accuracy_heldout"] <= 1.0
     assert [r["run"] for r in rows] == ["scale_0", "scale_1", "scale_4", "ddim_scale_4"]
     assert [r["scale"] for r in rows] == [0.0, 1.0, 4.0, 4.0]
     for row in rows:
@@ -31,6 +33,7 @@ def test_quick_demo_writes_table_and_grids_then_reuses_everything(tmp_path):
     second = _demo(out)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("reusing") >= 1 + 3 + 2 * len(rows)  # data, 3 checkpoints, samples + scores
-    assert "$ " not in second.stdout  # no script was run again
+    assert "image_train.py" not in second.stdout and "classifier_sample.py" not in second.stdout
+    assert "evaluator.py" not in second.stdout
     with open(os.path.join(out, "results.json")) as f:
-        assert json.load(f) == rows
+        assert json.load(f)["runs"] == rows
