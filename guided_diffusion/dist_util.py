@@ -113,7 +113,12 @@ def setup_dist():
     global _local_rank
     if dist.is_initialized():
         return
+    import atexit
     import datetime
+
+    # Tear the group down before the interpreter exits: a gloo group still alive at shutdown can
+    # abort the process ("terminate called without an active exception") and lose its output.
+    atexit.register(_destroy_process_group)
 
     comm = mpi_comm()
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -139,6 +144,11 @@ def setup_dist():
     port = comm.bcast(_find_free_port() if rank == 0 else None, root=0)
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
+
+
+def _destroy_process_group():
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def dev():

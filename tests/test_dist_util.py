@@ -65,7 +65,9 @@ _TWO_RANK_SCRIPT = textwrap.dedent(
     p = torch.full((4,), float(r + 1))
     dist_util.sync_params([p])
     sd = dist_util.load_state_dict(sys.argv[1], map_location="cpu")
-    print("RESULT", r, dist.get_world_size(), p.tolist(), sd["w"].tolist(), flush=True)
+    # One file per rank: lines that mpiexec forwards from two ranks' stdout can get lost or mixed.
+    with open(sys.argv[2] + "/result_rank%d.txt" % r, "w") as f:
+        f.write(" ".join(str(v) for v in (r, dist.get_world_size(), p.tolist(), sd["w"].tolist())))
     """
 )
 
@@ -77,11 +79,11 @@ def test_mpiexec_two_ranks_sync_params_and_broadcast_load(tmp_path):
     script.write_text(_TWO_RANK_SCRIPT)
     env = dict(os.environ, PYTHONPATH=REPO)
     out = subprocess.run(
-        [_mpiexec(), "-n", "2", sys.executable, str(script), str(tmp_path / "w.pt")],
+        [_mpiexec(), "-n", "2", sys.executable, str(script), str(tmp_path / "w.pt"), str(tmp_path)],
         capture_output=True, text=True, timeout=120, env=env,
     )
     assert out.returncode == 0, out.stderr
-    results = sorted(l.split(" ", 1)[1] for l in out.stdout.splitlines() if l.startswith("RESULT"))
+    results = sorted((tmp_path / f"result_rank{r}.txt").read_text() for r in range(2))
     assert results == [
         "0 2 [1.0, 1.0, 1.0, 1.0] [1.5, -2.0]",
         "1 2 [1.0, 1.0, 1.0, 1.0] [1.5, -2.0]",
