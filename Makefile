@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: test test-all demo venv announce-venv
+.PHONY: test test-slow test-all demo venv announce-venv
 
 venv: $(STAMP)
 
@@ -24,6 +24,9 @@ announce-venv:
 
 test: announce-venv $(STAMP)
 	$(PY) -m pytest -q tests
+
+test-slow: announce-venv $(STAMP)
+	$(PY) -m pytest -q -m slow tests
 
 test-all: announce-venv $(STAMP)
 	$(PY) -m pytest -q -m "" tests
