@@ -175,7 +175,7 @@ def load_state_dict(path, **kwargs):
     broadcasts them over MPI in chunks (MPI messages have a size limit).
 
     :param path: local path or blobfile URL of a `torch.save` file.
-    :param kwargs: passed to `torch.load` (e.g. `map_location`); `weights_only` defaults to True.
+    :param kwargs: passed to `torch.load` (e.g. `map_location`); loading is always `weights_only=True`.
     :raises FileNotFoundError: on every rank when the path does not exist.
     """
     chunk_size = 2**30
@@ -198,8 +198,8 @@ def load_state_dict(path, **kwargs):
         data = b"".join(parts)
     if err:
         raise FileNotFoundError(err)
-    kwargs.setdefault("weights_only", True)
-    return th.load(io.BytesIO(data), **kwargs)
+    kwargs.pop("weights_only", None)  # never unpickle arbitrary objects from a checkpoint
+    return th.load(io.BytesIO(data), weights_only=True, **kwargs)
 
 
 def sync_params(params):
