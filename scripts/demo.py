@@ -124,11 +124,6 @@ def _status_from(line, status):
     return status
 
 
-def newest_checkpoint(folder, prefix):
-    names = sorted(n for n in os.listdir(folder) if re.fullmatch(re.escape(prefix) + r"\d{6}\.pt", n))
-    return os.path.join(folder, names[-1]) if names else None
-
-
 def train(title, out, script, flags, final_name, launcher):
     """Train unless `final_name` already exists in `out`; :return: the checkpoint path."""
     os.makedirs(out, exist_ok=True)
@@ -166,7 +161,7 @@ def main():
     from guided_diffusion import digits
 
     reference = os.path.join(out, f"reference_heldout_{IMAGE_SIZE}px.npz")
-    train_dir, reused = digits.materialize_digits("train", IMAGE_SIZE)
+    train_dir, _ = digits.materialize_digits("train", IMAGE_SIZE)
     if not os.path.exists(reference):
         digits.write_reference_npz(reference, IMAGE_SIZE, split="heldout")
         print(f"[1/6] digits: training split in {train_dir}; held-out reference batch {reference}")
