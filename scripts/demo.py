@@ -263,10 +263,13 @@ def reference_count(reference):
 
 
 def _evaluate(ref, npz, extra_flags, log_path, name):
-    cmd_flags = dict(extra_flags)
+    """
+    Run evaluations/evaluator.py REF SAMPLE; :return: its stdout (the five metric lines). Unlike
+    `run_stage`, stdout stays apart from stderr, where the progress bars would split the lines.
+    """
     path = os.path.join(REPO, "evaluations", "evaluator.py")
-    cmd = [sys.executable, path, ref, npz] + flag_args(cmd_flags)
-    print(f"[5/6] evaluating {name}\n  $ {' '.join(cmd[1:])}\n  log: {log_path}", flush=True)
+    cmd = [sys.executable, path, ref, npz] + flag_args(extra_flags)
+    print(f"[5/6] evaluating {name}\n  $ python {' '.join(cmd[1:])}\n  log: {log_path}", flush=True)
     start = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
