@@ -21,7 +21,7 @@ from torch.optim import AdamW
 
 from . import dist_util, logger, train_state
 from .fp16_util import MixedPrecisionTrainer
-from .graceful_stop import GracefulStop
+from .graceful_stop import GracefulStop, save_unless_saved, stop_if_requested
 from .train_util import (
     get_blob_logdir,
     load_model_state,
@@ -228,18 +228,9 @@ class ClassifierTrainLoop:
                 self.step += 1
                 if (self.step + self.resume_step) % self.save_interval == 0:
                     self.save()
-                signum = stop.requested()
-                if signum:
-                    self.stopped_by = signum
-                    if self._last_saved != self.step + self.resume_step:
-                        self.save()
-                    logger.log(
-                        f"received {GracefulStop.name(signum)}: saved step {self.step + self.resume_step}; "
-                        f"continue with --resume_checkpoint auto"
-                    )
+                if stop_if_requested(self, stop):
                     return
-        if self._last_saved != self.step + self.resume_step:
-            self.save()
+        save_unless_saved(self)
 
     def save(self):
         """Write model%06d.pt, opt%06d.pt and the side file for the current step (rank 0 writes)."""

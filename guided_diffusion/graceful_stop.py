@@ -64,3 +64,34 @@ class GracefulStop:
             return signal.Signals(signum).name
         except ValueError:
             return str(signum)
+
+
+def save_unless_saved(loop):
+    """
+    Save a training loop's current step unless that checkpoint is already on disk.
+
+    :param loop: has `step`, `resume_step`, `_last_saved` and `save()`.
+    """
+    if loop._last_saved != loop.step + loop.resume_step:
+        loop.save()
+
+
+def stop_if_requested(loop, stop):
+    """
+    Between steps: when any rank was asked to stop, record the signal in `loop.stopped_by`, save
+    the current step and log how to continue (a collective call, like `stop.requested()`).
+
+    :return: True when the loop should return now.
+    """
+    from . import logger
+
+    signum = stop.requested()
+    if not signum:
+        return False
+    loop.stopped_by = signum
+    save_unless_saved(loop)
+    logger.log(
+        f"received {GracefulStop.name(signum)}: saved step {loop.step + loop.resume_step} in "
+        f"{logger.get_dir()}; continue with --resume_checkpoint auto"
+    )
+    return True

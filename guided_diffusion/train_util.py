@@ -33,7 +33,7 @@ from torch.optim import AdamW
 
 from . import dist_util, logger, train_state
 from .fp16_util import MixedPrecisionTrainer
-from .graceful_stop import GracefulStop
+from .graceful_stop import GracefulStop, save_unless_saved, stop_if_requested
 from .nn import update_ema
 from .resample import LossAwareSampler, UniformSampler
 from .train_state import parse_resume_step_from_filename  # noqa: F401  (public, as in the original)
@@ -199,18 +199,9 @@ class TrainLoop:
                     # Run for a finite amount of time in integration tests.
                     if os.environ.get("DIFFUSION_TRAINING_TEST", ""):
                         return
-                signum = stop.requested()
-                if signum:
-                    self.stopped_by = signum
-                    if self._last_saved != self.step + self.resume_step:
-                        self.save()
-                    logger.log(
-                        f"received {GracefulStop.name(signum)}: saved step {self.step + self.resume_step} in "
-                        f"{get_blob_logdir()}; continue with --resume_checkpoint auto"
-                    )
+                if stop_if_requested(self, stop):
                     return
-        if self._last_saved != self.step + self.resume_step:
-            self.save()
+        save_unless_saved(self)
 
     def run_step(self, batch, cond):
         self._anneal_lr()
