@@ -15,9 +15,9 @@ import time
 
 import torch as th
 
-from guided_diffusion.classifier_guidance import make_cond_fn, make_model_fn
-from guided_diffusion.sample_seeds import PerSampleNoise
-from guided_diffusion.sample_util import generate
+from guided_diffusion.sampling.guidance import make_cond_fn, make_model_fn
+from guided_diffusion.sampling.seeds import PerSampleNoise
+from guided_diffusion.sampling.runner import generate
 from guided_diffusion.script_util import (
     classifier_defaults,
     create_classifier,

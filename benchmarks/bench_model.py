@@ -15,7 +15,7 @@ from pathlib import Path
 import torch as th
 from torch.utils.flop_counter import FlopCounterMode
 
-from guided_diffusion import attention as A
+from guided_diffusion.models import attention as A
 from guided_diffusion import script_util as su
 
 LAYOUTS = Path(__file__).resolve().parent.parent / "tests" / "data" / "checkpoints"

@@ -22,7 +22,8 @@ sys.path.insert(0, REPO)
 import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 
-from guided_diffusion import digits, dist_util, logger  # noqa: E402
+from guided_diffusion import dist_util, logger  # noqa: E402
+from guided_diffusion.data import digits as digits
 from guided_diffusion.image_datasets import load_data  # noqa: E402
 from guided_diffusion.script_util import (  # noqa: E402
     classifier_and_diffusion_defaults,
@@ -70,7 +71,7 @@ def build(name, batch_size, image_size):
 
         keys = ("loss",)
     else:
-        from guided_diffusion.classifier_training import ClassifierTrainLoop
+        from guided_diffusion.training.classifier import ClassifierTrainLoop
 
         flags = classifier_and_diffusion_defaults()
         flags.update(image_size=size, diffusion_steps=1000)

@@ -121,7 +121,7 @@ def save_batch_stats(path, batch):
 
     :param batch: a :class:`BatchStats`.
     """
-    from guided_diffusion.fileio import atomic_savez
+    from guided_diffusion.runtime.fileio import atomic_savez
 
     (mu, sigma), (mu_s, sigma_s) = batch.stats, batch.spatial_stats
     atomic_savez(path, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s, **{POOL_KEY: batch.pool})

@@ -1,1 +1,25 @@
-"""Classifier-guided diffusion: a from-scratch, checkpoint-compatible re-implementation."""
+"""
+Classifier-guided diffusion (Dhariwal & Nichol 2021): a from-scratch, checkpoint-compatible
+re-implementation.
+
+Map of the package. The twelve module paths of the original (`dist_util`, `fp16_util`,
+`gaussian_diffusion`, `image_datasets`, `logger`, `losses`, `nn`, `resample`, `respace`,
+`script_util`, `train_util`, `unet`) are faces: they keep the original's public names and
+re-export them from the rooms below. Rooms never import a face.
+
+    runtime/    logging, MPI + torch.distributed, crash-safe file writes, the CLI wrapper
+    models/     network layers, attention, UNet blocks, UNet / SuperRes / encoder (classifier)
+    diffusion/  schedules, the GaussianDiffusion process, sampling steps and solvers, training
+                losses, likelihood terms, respacing, timestep samplers
+    data/       image folders, the embedded digits, pixel conversion
+    config/     defaults dicts -> flags -> factories; checkpoint loading with flag hints
+    training/   the training loop (diffusion, classifier, super-resolution), resume state, stop
+    sampling/   per-sample seeds, labels, guidance, resumable shards, the sampling runner, grids
+
+Data flow. Training: data/ yields (images in [-1, 1], cond) -> training/ draws t from a
+diffusion/ timestep sampler -> `GaussianDiffusion.training_losses(model, x, t)` -> optimizer, EMA,
+atomic checkpoints. Sampling: config/ builds model + diffusion from flags and loads the weights
+-> sampling/ draws per-sample noise and labels -> the diffusion/ sampler loop calls
+`model(x, t, **model_kwargs)` (and `cond_fn` for guidance) -> uint8 images -> shards -> npz + PNG.
+Imports point down the list above (runtime at the bottom); nothing imports a face.
+"""

@@ -31,12 +31,14 @@ import torch.distributed as dist
 from torch.nn.parallel.distributed import DistributedDataParallel as DDP
 from torch.optim import AdamW
 
-from . import dist_util, logger, train_state
-from .fp16_util import MixedPrecisionTrainer
-from .graceful_stop import GracefulStop, save_unless_saved, stop_if_requested
-from .nn import update_ema
-from .resample import LossAwareSampler, UniformSampler
-from .train_state import parse_resume_step_from_filename  # noqa: F401  (public, as in the original)
+from .runtime import distributed as dist_util
+from .runtime import logger
+from .training import state as train_state
+from .training.mixed_precision import MixedPrecisionTrainer
+from .training.stopping import GracefulStop, save_unless_saved, stop_if_requested
+from .models.layers import update_ema
+from .diffusion.timestep_sampler import LossAwareSampler, UniformSampler
+from .training.state import parse_resume_step_from_filename  # noqa: F401  (public, as in the original)
 
 # For ImageNet experiments, this was a good default value.
 # We found that the lg_loss_scale quickly climbed to 20-21 within the first ~1K steps of training.
@@ -314,7 +316,7 @@ def save_state_file(state_dict, path):
         with bf.BlobFile(path, "wb") as f:
             th.save(state_dict, f)
     else:
-        from .fileio import atomic_torch_save
+        from .runtime.fileio import atomic_torch_save
 
         atomic_torch_save(state_dict, path)
 
@@ -322,7 +324,7 @@ def save_state_file(state_dict, path):
 def load_model_state(model, state_dict, path, flags=None, kind="model"):
     """Strict load with a helpful error (flags that probably differ) when layouts mismatch."""
     try:
-        from .checkpoint import load_model_checkpoint
+        from .config.checkpoint import load_model_checkpoint
     except ImportError:
         load_model_checkpoint = None
     if load_model_checkpoint is not None:

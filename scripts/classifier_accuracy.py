@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from guided_diffusion.sample_util import cli_main, load_checkpoint  # noqa: E402
+from guided_diffusion.sampling.runner import cli_main, load_checkpoint  # noqa: E402
 from guided_diffusion.script_util import (  # noqa: E402
     add_dict_to_argparser,
     args_to_dict,

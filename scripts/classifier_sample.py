@@ -20,15 +20,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch as th
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.classifier_guidance import (
+from guided_diffusion.sampling.guidance import (
     check_classifier_matches,
     checkpoint_image_size,
     make_cond_fn,
     make_model_fn,
 )
-from guided_diffusion.sample_labels import labels_for_indices, parse_class_labels, resolve_num_classes
-from guided_diffusion.sample_seeds import PerSampleNoise
-from guided_diffusion.sample_util import (
+from guided_diffusion.sampling.labels import labels_for_indices, parse_class_labels, resolve_num_classes
+from guided_diffusion.sampling.seeds import PerSampleNoise
+from guided_diffusion.sampling.runner import (
     add_sampling_flags,
     cli_main,
     generate,

@@ -12,8 +12,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from guided_diffusion import dist_util, logger, train_setup  # noqa: E402
-from guided_diffusion.classifier_training import ClassifierTrainLoop  # noqa: E402
+from guided_diffusion import dist_util, logger  # noqa: E402
+from guided_diffusion.training import setup as train_setup  # noqa: E402
+from guided_diffusion.training.classifier import ClassifierTrainLoop  # noqa: E402
 from guided_diffusion.image_datasets import load_data  # noqa: E402
 from guided_diffusion.resample import create_named_schedule_sampler  # noqa: E402
 from guided_diffusion.script_util import (  # noqa: E402

@@ -158,7 +158,7 @@ def main():
     t0 = time.time()
     print(f"demo: writing everything under {out}")
 
-    from guided_diffusion import digits
+    from guided_diffusion.data import digits as digits
 
     reference = os.path.join(out, f"reference_heldout_{IMAGE_SIZE}px.npz")
     train_dir, _ = digits.materialize_digits("train", IMAGE_SIZE)

@@ -20,9 +20,9 @@ import numpy as np
 import torch as th
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.fileio import atomic_savez
+from guided_diffusion.runtime.fileio import atomic_savez
 from guided_diffusion.image_datasets import load_data
-from guided_diffusion.sample_util import cli_main, load_for_inference, setup_output
+from guided_diffusion.sampling.runner import cli_main, load_for_inference, setup_output
 from guided_diffusion.script_util import (
     add_dict_to_argparser,
     args_to_dict,

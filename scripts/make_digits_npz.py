@@ -25,7 +25,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from guided_diffusion.fileio import atomic_write  # noqa: E402
+from guided_diffusion.runtime.fileio import atomic_write  # noqa: E402
 
 CSV_IN_WHEEL = "sklearn/datasets/data/digits.csv.gz"
 

@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch as th
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.sample_seeds import PerSampleNoise
-from guided_diffusion.sample_util import (
+from guided_diffusion.sampling.seeds import PerSampleNoise
+from guided_diffusion.sampling.runner import (
     add_sampling_flags,
     cli_main,
     generate,

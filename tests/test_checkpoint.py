@@ -1,4 +1,4 @@
-"""Strict checkpoint loading and the mismatch diagnostics of guided_diffusion.checkpoint."""
+"""Strict checkpoint loading and the mismatch diagnostics of guided_diffusion.config.checkpoint."""
 
 import json
 from pathlib import Path
@@ -7,13 +7,13 @@ import pytest
 import torch as th
 
 from guided_diffusion import script_util as su
-from guided_diffusion.checkpoint import (
+from guided_diffusion.config.checkpoint import (
     CheckpointMismatchError,
     infer_flags,
     load_model_checkpoint,
     state_dict_from_file,
 )
-from guided_diffusion.fileio import atomic_torch_save
+from guided_diffusion.runtime.fileio import atomic_torch_save
 
 BASE = {**su.model_and_diffusion_defaults(), "image_size": 32, "num_channels": 32,
         "num_res_blocks": 1, "attention_resolutions": "8"}  # fmt: skip

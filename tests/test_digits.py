@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guided_diffusion import digits
+from guided_diffusion.data import digits as digits
 from guided_diffusion.image_datasets import classes_from_file_names, list_image_files_recursively
 
 

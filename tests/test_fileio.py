@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from guided_diffusion.fileio import atomic_savez, atomic_torch_save, atomic_write
+from guided_diffusion.runtime.fileio import atomic_savez, atomic_torch_save, atomic_write
 
 
 def test_atomic_torch_save_round_trip(tmp_path):

@@ -3,14 +3,14 @@
 import pytest
 import torch as th
 
-from guided_diffusion.classifier_guidance import (
+from guided_diffusion.sampling.guidance import (
     check_classifier_matches,
     classifier_log_probs,
     make_cond_fn,
     make_model_fn,
 )
-from guided_diffusion.sample_seeds import PerSampleNoise
-from guided_diffusion.sample_util import generate, images_to_uint8
+from guided_diffusion.sampling.seeds import PerSampleNoise
+from guided_diffusion.sampling.runner import generate, images_to_uint8
 from sample_helpers import build_classifier, build_model, one_thread
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)

@@ -7,11 +7,11 @@ import pytest
 import torch as th
 
 from guided_diffusion import logger
-from guided_diffusion.image_grid import PAD, grid_layout, make_grid, save_grid
-from guided_diffusion.sample_labels import labels_for_indices, parse_class_labels
-from guided_diffusion.sample_seeds import PerSampleNoise, derive_seed, random_labels
-from guided_diffusion.sample_shards import ShardStore, config_key, shard_ranges
-from guided_diffusion import sample_util
+from guided_diffusion.sampling.grid import PAD, grid_layout, make_grid, save_grid
+from guided_diffusion.sampling.labels import labels_for_indices, parse_class_labels
+from guided_diffusion.sampling.seeds import PerSampleNoise, derive_seed, random_labels
+from guided_diffusion.sampling.shards import ShardStore, config_key, shard_ranges
+from guided_diffusion.sampling import runner as sample_util
 
 
 # ---------------------------------------------------------------- seeds
@@ -222,7 +222,8 @@ def test_save_samples_writes_exact_npz_and_grid(tmp_path, quiet_logger):
 
 _FAILING_RANK_SCRIPT = """
 import numpy as np
-from guided_diffusion import dist_util, logger, sample_util
+from guided_diffusion import dist_util, logger
+from guided_diffusion.sampling import runner as sample_util
 comm = dist_util.mpi_comm()
 logger.configure(dir={out!r}, format_strs=[])
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch as th
 
-from guided_diffusion.classifier_guidance import classifier_log_probs
-from guided_diffusion.sample_seeds import PerSampleNoise, random_labels
-from guided_diffusion.sample_util import INTERRUPTED_EXIT_CODE, STOP_AFTER_ENV, generate, images_to_uint8
+from guided_diffusion.sampling.guidance import classifier_log_probs
+from guided_diffusion.sampling.seeds import PerSampleNoise, random_labels
+from guided_diffusion.sampling.runner import INTERRUPTED_EXIT_CODE, STOP_AFTER_ENV, generate, images_to_uint8
 from sample_helpers import (
     CLASSIFIER_FLAGS,
     MODEL_FLAGS,

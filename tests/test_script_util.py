@@ -7,7 +7,7 @@ import pytest
 import torch as th
 
 from guided_diffusion import script_util as su
-from guided_diffusion.encoder_unet import EncoderUNetModel
+from guided_diffusion.models.encoder import EncoderUNetModel
 from guided_diffusion.unet import SuperResModel, UNetModel
 
 

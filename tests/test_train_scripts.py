@@ -15,7 +15,8 @@ import torch as th
 import torch.nn.functional as F
 from PIL import Image
 
-from guided_diffusion import logger, train_state
+from guided_diffusion import logger
+from guided_diffusion.training import state as train_state
 from guided_diffusion.image_datasets import SuperResData, load_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,7 +202,7 @@ def test_sigterm_saves_then_auto_resumes(tmp_path, cache_dir):
 
 _KILL_DURING_SAVE = """
 import io, os, signal, sys
-import guided_diffusion.fileio as fio
+import guided_diffusion.runtime.fileio as fio
 orig = fio.atomic_write
 def killing(path, write_fn, binary=True):
     if os.path.basename(path) == "opt000002.pt":

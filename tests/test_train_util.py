@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch as th
 
-from guided_diffusion import digits, logger, train_state
+from guided_diffusion import logger
+from guided_diffusion.data import digits as digits
+from guided_diffusion.training import state as train_state
 from guided_diffusion.image_datasets import load_data
 from guided_diffusion.resample import LossSecondMomentResampler
 from guided_diffusion.script_util import create_model_and_diffusion, model_and_diffusion_defaults
@@ -379,7 +381,7 @@ def test_fp16_overflow_skips_step_and_recovers(digits8, logdir):
 
 @pytest.mark.slow
 def test_classifier_exact_resume_k_plus_k_equals_2k(digits8, tmp_path):
-    from guided_diffusion.classifier_training import ClassifierTrainLoop
+    from guided_diffusion.training.classifier import ClassifierTrainLoop
     from guided_diffusion.script_util import classifier_and_diffusion_defaults, create_classifier_and_diffusion
 
     def run(total, stop_after=None, resume=""):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch as th
 
-from guided_diffusion import attention as A
+from guided_diffusion.models import attention as A
 from guided_diffusion.unet import AttentionBlock, AttentionPool2d, QKVAttention, QKVAttentionLegacy
 
 

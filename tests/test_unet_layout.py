@@ -8,7 +8,7 @@ import pytest
 import torch as th
 
 from guided_diffusion import script_util
-from guided_diffusion.checkpoint import load_model_checkpoint
+from guided_diffusion.config.checkpoint import load_model_checkpoint
 
 LAYOUT_DIR = Path(__file__).parent / "data" / "checkpoints"
 LAYOUTS = sorted(LAYOUT_DIR.glob("*.json"))

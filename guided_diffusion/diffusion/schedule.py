@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch as th
 
-from .diffusion_types import UnknownNameError
+from .types import UnknownNameError
 
 BETA_SCHEDULES = ("linear", "cosine")
 

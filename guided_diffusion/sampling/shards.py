@@ -19,7 +19,7 @@ import shutil
 
 import numpy as np
 
-from .fileio import atomic_savez, atomic_write
+from ..runtime.fileio import atomic_savez, atomic_write
 
 SHARD_DIR_PREFIX = "sample_shards-"
 

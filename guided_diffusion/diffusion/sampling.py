@@ -17,7 +17,7 @@ reference behaviour.
 
 import torch as th
 
-from .diffusion_schedule import extract_into_tensor
+from .schedule import extract_into_tensor
 
 
 def nonzero_mask(t, x):

@@ -67,7 +67,7 @@ def save_grid(path, images, labels=None, **kwargs):
     """
     from PIL.PngImagePlugin import PngInfo
 
-    from .fileio import atomic_write
+    from ..runtime.fileio import atomic_write
 
     sheet = make_grid(images, labels, **kwargs)[0]
     n = min(len(images), kwargs.get("max_images", 64))

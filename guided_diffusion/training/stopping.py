@@ -51,7 +51,7 @@ class GracefulStop:
         """
         local = self.signum or 0
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            from . import dist_util
+            from ..runtime import distributed as dist_util
 
             flag = th.tensor([local], dtype=th.int64, device=dist_util.dev() if dist.get_backend() == "nccl" else "cpu")
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -83,7 +83,7 @@ def stop_if_requested(loop, stop):
 
     :return: True when the loop should return now.
     """
-    from . import logger
+    from ..runtime import logger
 
     signum = stop.requested()
     if not signum:

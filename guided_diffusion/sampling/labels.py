@@ -9,7 +9,7 @@ Class labels for sampling: the `--class_labels` option and per-sample label assi
 
 import numpy as np
 
-from .sample_seeds import random_labels
+from .seeds import random_labels
 
 
 def resolve_num_classes(requested, available):

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from .sample_shards import ShardStore, file_fingerprint, shard_ranges
+from .shards import ShardStore, file_fingerprint, shard_ranges
 
 # Test hook: stop (as if killed) after this many shards were written by the current run.
 STOP_AFTER_ENV = "GUIDED_DIFFUSION_STOP_AFTER_SHARDS"
@@ -34,7 +34,7 @@ def add_sampling_flags(parser):
     parser.add_argument("--output_dir", type=str, default="",
                         help="where to write results (default: $OPENAI_LOGDIR, else a temp folder)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (needs --use_ddim True)")
-    from .script_util import str2bool
+    from ..config.factory import str2bool
 
     parser.add_argument("--progress", type=str2bool, default=True, help="tqdm bar on rank 0")
 
@@ -61,7 +61,8 @@ def setup_output(args):
 
     :return: the output directory (same string on every rank).
     """
-    from . import dist_util, logger
+    from ..runtime import distributed as dist_util
+    from ..runtime import logger
 
     dist_util.setup_dist()
     comm = dist_util.mpi_comm()
@@ -86,8 +87,8 @@ def load_checkpoint(model, path, flags, kind, flag_name, check=None):
     :param flag_name: e.g. "--model_path".
     :param check: optional callable(state_dict) raising ValueError with a more specific message.
     """
-    from . import dist_util
-    from .checkpoint import load_model_checkpoint
+    from ..runtime import distributed as dist_util
+    from ..config.checkpoint import load_model_checkpoint
 
     if not path:
         raise ValueError(f"{flag_name} is required")
@@ -113,7 +114,7 @@ def load_for_inference(model, path, flags, kind, flag_name, use_fp16, check=None
 
     :return: the model.
     """
-    from . import dist_util
+    from ..runtime import distributed as dist_util
 
     load_checkpoint(model, path, flags, kind, flag_name, check=check)
     model.to(dist_util.dev())
@@ -227,7 +228,8 @@ def run_sharded(out_dir, config, num_samples, batch_size, make_batch, progress=T
     :return: on rank 0 the dict of assembled arrays (exactly num_samples rows); None elsewhere.
     :raises SamplingInterrupted: when the test hook stops the run early (no output written).
     """
-    from . import dist_util, logger
+    from ..runtime import distributed as dist_util
+    from ..runtime import logger
 
     comm = dist_util.mpi_comm()
     rank, world = comm.Get_rank(), comm.Get_size()
@@ -300,9 +302,9 @@ def save_samples(out_dir, arrays, grid=True, description=None):
 
     :return: the npz path.
     """
-    from . import logger
-    from .fileio import atomic_savez, atomic_write
-    from .image_grid import save_grid
+    from ..runtime import logger
+    from ..runtime.fileio import atomic_savez, atomic_write
+    from .grid import save_grid
 
     arr = arrays["arr_0"]
     shape_str = "x".join(str(s) for s in arr.shape)
@@ -355,7 +357,8 @@ def sample_to_npz(out_dir, config, args, make_batch):
 
     :return: the npz path on rank 0, None elsewhere.
     """
-    from . import dist_util, logger
+    from ..runtime import distributed as dist_util
+    from ..runtime import logger
 
     comm = dist_util.mpi_comm()
     done = find_finished(out_dir, config, args.num_samples) if comm.Get_rank() == 0 else None

@@ -179,7 +179,7 @@ def write_train_state(path, step, rank_states, lg_loss_scale=None, schedule_samp
 
     :param rank_states: list (one per rank, in rank order) of {"rng": ..., "data": ...}.
     """
-    from .fileio import atomic_write
+    from ..runtime.fileio import atomic_write
 
     doc = {
         "format": STATE_FORMAT,

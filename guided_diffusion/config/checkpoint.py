@@ -277,7 +277,7 @@ def _infer_unet_levels(sd, blocks, outs, mc, image_size):
 
 
 def _factory(kind):
-    from . import script_util as su
+    from . import factory as su
 
     return {"model": su.create_model, "classifier": su.create_classifier, "sr": su.sr_create_model}[kind]
 
@@ -309,7 +309,7 @@ def _value_as_flag(generic, value, flags, name):
     if name not in flags:
         return None
     if generic == "channel_mult":
-        from .script_util import CHANNEL_MULT_BY_SIZE, parse_list_flag
+        from .factory import CHANNEL_MULT_BY_SIZE, parse_list_flag
 
         current = flags.get(name)
         try:
@@ -323,7 +323,7 @@ def _value_as_flag(generic, value, flags, name):
             return None
         return _flag_text(value)
     if generic == "attention_resolutions":
-        from .script_util import parse_list_flag
+        from .factory import parse_list_flag
 
         try:
             if set(parse_list_flag(flags[name], name)) == set(parse_list_flag(value, name)):

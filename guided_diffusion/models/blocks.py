@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import AttentionBlock
-from .nn import avg_pool_nd, checkpoint, conv_nd, linear, normalization, zero_module
+from .layers import avg_pool_nd, checkpoint, conv_nd, linear, normalization, zero_module
 
 
 class TimestepBlock(nn.Module):

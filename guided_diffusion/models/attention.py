@@ -22,7 +22,7 @@ import torch as th
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nn import checkpoint, conv_nd, normalization, zero_module
+from .layers import checkpoint, conv_nd, normalization, zero_module
 
 _SDPA_DTYPES = (th.float32, th.float64)
 

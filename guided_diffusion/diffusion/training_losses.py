@@ -12,9 +12,9 @@ As in `diffusion_sampling`, each function takes the diffusion object first and c
 import numpy as np
 import torch as th
 
-from .diffusion_types import LossType, ModelMeanType
-from .losses import discretized_gaussian_log_likelihood, normal_kl
-from .nn import mean_flat
+from .types import LossType, ModelMeanType
+from .likelihood import discretized_gaussian_log_likelihood, normal_kl
+from ..models.layers import mean_flat
 
 _LN2 = np.log(2.0)
 

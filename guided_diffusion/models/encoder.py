@@ -6,9 +6,9 @@ import torch as th
 import torch.nn as nn
 
 from .attention import AttentionPool2d
-from .fp16_util import convert_module_to_f16, convert_module_to_f32
-from .nn import conv_nd, normalization, timestep_embedding, zero_module
-from .unet_blocks import build_input_and_middle, time_embed_mlp
+from .fp16 import convert_module_to_f16, convert_module_to_f32
+from .layers import conv_nd, normalization, timestep_embedding, zero_module
+from .blocks import build_input_and_middle, time_embed_mlp
 
 POOLS = ("adaptive", "attention", "spatial", "spatial_v2")
 

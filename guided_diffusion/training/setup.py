@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import torch as th
 
-from . import logger
+from ..runtime import logger
 
 
 def add_training_flags(parser):
@@ -38,7 +38,7 @@ def seed_everything(seed, rank=0):
     :return: the base seed used.
     """
     if seed is None or seed < 0:
-        from . import dist_util
+        from ..runtime import distributed as dist_util
 
         seed = dist_util.mpi_comm().bcast(int.from_bytes(os.urandom(4), "little") % (2**31 - 1), root=0)
     s = int(seed) + int(rank)
@@ -50,7 +50,7 @@ def seed_everything(seed, rank=0):
 
 def resolve_flip(value, embedded):
     """--random_flip: "auto" means True for user folders, False for digits (mirrored digits aren't)."""
-    from .script_util import str2bool
+    from ..config.factory import str2bool
 
     if str(value).lower() == "auto":
         return not embedded
@@ -61,15 +61,15 @@ def choose_data_dir(data_dir, image_size, split="train"):
     """
     :return: (folder, embedded) where embedded says the built-in digits were chosen.
     """
-    from .digits import resolve_data_dir
+    from ..data.digits import resolve_data_dir
 
     return resolve_data_dir(data_dir, image_size, split=split, log=logger.log)
 
 
 def write_args_json(args, **extra):
     """Write the resolved flags (plus `extra`) to `<log dir>/args.json` on rank 0."""
-    from . import dist_util
-    from .fileio import atomic_write
+    from ..runtime import distributed as dist_util
+    from ..runtime.fileio import atomic_write
 
     doc = dict(vars(args))
     doc.update(extra)

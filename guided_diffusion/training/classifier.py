@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from torch.nn.parallel.distributed import DistributedDataParallel as DDP
 from torch.optim import AdamW
 
-from . import dist_util, logger, train_state
-from .fp16_util import MixedPrecisionTrainer
-from .graceful_stop import GracefulStop, save_unless_saved, stop_if_requested
-from .train_util import (
+from ..runtime import distributed as dist_util
+from ..runtime import logger
+from . import state as train_state
+from .mixed_precision import MixedPrecisionTrainer
+from .stopping import GracefulStop, save_unless_saved, stop_if_requested
+from ..train_util import (
     get_blob_logdir,
     load_model_state,
     log_loss_dict,
@@ -98,7 +100,7 @@ class ClassifierTrainLoop:
         use_fp16=False,
         model_flags=None,
     ):
-        from .resample import UniformSampler
+        from ..diffusion.timestep_sampler import UniformSampler
 
         for name, value in (("log_interval", log_interval), ("eval_interval", eval_interval), ("save_interval", save_interval)):
             if value <= 0:

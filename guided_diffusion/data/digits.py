@@ -27,7 +27,7 @@ HELDOUT_PER_CLASS = 30
 SPLIT_SEED = 0
 SPLITS = ("train", "heldout", "all")
 _COMPLETE_MARKER = ".complete"
-_NPZ_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "digits.npz")
+_NPZ_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.npz")
 
 
 def load_digits_arrays():
@@ -152,7 +152,7 @@ def write_reference_npz(path, image_size=32, split="heldout"):
     :param path: output .npz path.
     :return: the number of images written. Keys: `arr_0` uint8 [N, H, W, 3], `arr_1` int64 [N].
     """
-    from .fileio import atomic_savez
+    from ..runtime.fileio import atomic_savez
 
     images, labels, _ = digits_images(split, int(image_size))
     atomic_savez(path, arr_0=images, arr_1=labels)
