@@ -4,8 +4,6 @@ Implementation: the `guided_diffusion.config` package.
 """
 
 from .config.factory import (  # noqa: F401
-    add_dict_to_argparser,
-    args_to_dict,
     CHANNEL_MULT_BY_SIZE,
     classifier_and_diffusion_defaults,
     classifier_defaults,
@@ -18,17 +16,21 @@ from .config.factory import (  # noqa: F401
     diffusion_defaults,
     model_and_diffusion_defaults,
     NUM_CLASSES,
-    parse_list_flag,
     SR_CHANNEL_MULT_BY_SIZE,
     sr_create_model,
     sr_create_model_and_diffusion,
     sr_model_and_diffusion_defaults,
-    str2bool,
     _attention_ds,
     _channel_mult,
     _check_classifier_heads,
-    _FALSE,
     _SR_EXCLUDED,
+)
+from .config.flags import (  # noqa: F401
+    add_dict_to_argparser,
+    args_to_dict,
+    parse_list_flag,
+    str2bool,
+    _FALSE,
     _TRUE,
 )
 from .models.encoder import (  # noqa: F401

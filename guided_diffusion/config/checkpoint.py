@@ -309,7 +309,8 @@ def _value_as_flag(generic, value, flags, name):
     if name not in flags:
         return None
     if generic == "channel_mult":
-        from .factory import CHANNEL_MULT_BY_SIZE, parse_list_flag
+        from .factory import CHANNEL_MULT_BY_SIZE
+        from .flags import parse_list_flag
 
         current = flags.get(name)
         try:
@@ -323,7 +324,7 @@ def _value_as_flag(generic, value, flags, name):
             return None
         return _flag_text(value)
     if generic == "attention_resolutions":
-        from .factory import parse_list_flag
+        from .flags import parse_list_flag
 
         try:
             if set(parse_list_flag(flags[name], name)) == set(parse_list_flag(value, name)):

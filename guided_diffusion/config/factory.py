@@ -6,8 +6,7 @@ Each defaults dict is the single source of truth for its factory's parameters
 (tests/test_script_util.py checks that they agree).
 """
 
-import argparse
-
+from .flags import parse_list_flag
 from ..models.encoder import EncoderUNetModel
 from ..models.unet import SuperResModel, UNetModel
 
@@ -101,31 +100,7 @@ def sr_model_and_diffusion_defaults():
 
 
 # ---------------------------------------------------------------------------------------
-# Flag parsing helpers
-
-
-def parse_list_flag(value, flag="value"):
-    """
-    Parse a comma-separated list flag ("16,8") into a tuple of numbers; ints where integral
-    (so "0.5,1,1" gives (0.5, 1, 1)). Tuples/lists pass through.
-
-    :raises ValueError: naming the flag and the bad value.
-    """
-    if isinstance(value, (tuple, list)):
-        return tuple(value)
-    if isinstance(value, (int, float)):
-        return (value,)
-    out = []
-    for part in str(value).split(","):
-        part = part.strip()
-        try:
-            num = float(part)
-        except ValueError:
-            raise ValueError(
-                f"--{flag} must be a comma-separated list of numbers like '16,8', got {value!r}"
-            ) from None
-        out.append(int(num) if num.is_integer() else num)
-    return tuple(out)
+# Flag-value helpers
 
 
 def _channel_mult(value, image_size, table, flag):
@@ -486,45 +461,4 @@ def create_gaussian_diffusion(
         model_var_type=model_var_type,
         loss_type=loss_type,
         rescale_timesteps=rescale_timesteps,
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# argparse helpers
-
-
-def add_dict_to_argparser(parser, default_dict):
-    """Add a --key flag per entry, typed by the default (bools parse with str2bool)."""
-    for k, v in default_dict.items():
-        v_type = type(v)
-        if v is None:
-            v_type = str
-        elif isinstance(v, bool):
-            v_type = str2bool
-        parser.add_argument(f"--{k}", default=v, type=v_type)
-
-
-def args_to_dict(args, keys):
-    """Pick `keys` from an argparse namespace into a dict."""
-    return {k: getattr(args, k) for k in keys}
-
-
-_TRUE = ("yes", "true", "t", "y", "1")
-_FALSE = ("no", "false", "f", "n", "0")
-
-
-def str2bool(v):
-    """
-    Parse a boolean flag value: yes/true/t/y/1 or no/false/f/n/0 (any case); bools pass.
-
-    https://stackoverflow.com/questions/15008758/parsing-boolean-values-with-argparse
-    """
-    if isinstance(v, bool):
-        return v
-    if str(v).lower() in _TRUE:
-        return True
-    if str(v).lower() in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(
-        f"boolean value expected, got {v!r} (use one of {', '.join(_TRUE + _FALSE)})"
     )

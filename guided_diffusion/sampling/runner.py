@@ -34,7 +34,7 @@ def add_sampling_flags(parser):
     parser.add_argument("--output_dir", type=str, default="",
                         help="where to write results (default: $OPENAI_LOGDIR, else a temp folder)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (needs --use_ddim True)")
-    from ..config.factory import str2bool
+    from ..config.flags import str2bool
 
     parser.add_argument("--progress", type=str2bool, default=True, help="tqdm bar on rank 0")
 

@@ -50,7 +50,7 @@ def seed_everything(seed, rank=0):
 
 def resolve_flip(value, embedded):
     """--random_flip: "auto" means True for user folders, False for digits (mirrored digits aren't)."""
-    from ..config.factory import str2bool
+    from ..config.flags import str2bool
 
     if str(value).lower() == "auto":
         return not embedded

@@ -1,0 +1,182 @@
+"""
+The one flag mechanism: defaults dicts -> argparse flags -> validated namespace.
+
+Every script builds its parser with `add_dict_to_argparser(parser, defaults)` from dicts (the
+model/diffusion dicts of `config.factory`, plus group and per-script dicts), then calls
+`parse_and_validate(parser)`, which checks every numeric flag it knows (see `FLAG_RULES`) before
+any work starts and raises a ValueError naming the flag. `FLAG_HELP` gives `--help` its text.
+"""
+
+import argparse
+
+# ------------------------------------------------------------------------------------------
+# Parsing
+
+
+_TRUE = ("yes", "true", "t", "y", "1")
+_FALSE = ("no", "false", "f", "n", "0")
+
+
+def str2bool(v):
+    """
+    Parse a boolean flag value: yes/true/t/y/1 or no/false/f/n/0 (any case); bools pass.
+    """
+    if isinstance(v, bool):
+        return v
+    if str(v).lower() in _TRUE:
+        return True
+    if str(v).lower() in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(
+        f"boolean value expected, got {v!r} (use one of {', '.join(_TRUE + _FALSE)})"
+    )
+
+
+def add_dict_to_argparser(parser, default_dict):
+    """Add a --key flag per entry, typed by the default (bools parse with str2bool)."""
+    for k, v in default_dict.items():
+        v_type = type(v)
+        if v is None:
+            v_type = str
+        elif isinstance(v, bool):
+            v_type = str2bool
+        parser.add_argument(f"--{k}", default=v, type=v_type, help=FLAG_HELP.get(k))
+
+
+def args_to_dict(args, keys):
+    """Pick `keys` from an argparse namespace into a dict."""
+    return {k: getattr(args, k) for k in keys}
+
+
+def parse_list_flag(value, flag="value"):
+    """
+    Parse a comma-separated list flag ("16,8") into a tuple of numbers; ints where integral
+    (so "0.5,1,1" gives (0.5, 1, 1)). Tuples/lists pass through.
+
+    :raises ValueError: naming the flag and the bad value.
+    """
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    if isinstance(value, (int, float)):
+        return (value,)
+    out = []
+    for part in str(value).split(","):
+        part = part.strip()
+        try:
+            num = float(part)
+        except ValueError:
+            raise ValueError(
+                f"--{flag} must be a comma-separated list of numbers like '16,8', got {value!r}"
+            ) from None
+        out.append(int(num) if num.is_integer() else num)
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------
+# Validation
+
+
+def _positive(v):
+    return v > 0
+
+
+def _positive_or_sentinel(v):
+    return v > 0 or v == -1
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _probability(v):
+    return 0 <= v < 1
+
+
+def _sentinel_or_non_negative(v):
+    return v >= 0 or v == -1
+
+
+# rule name -> (predicate, phrase for the error)
+RULES = {
+    "positive": (_positive, "must be > 0"),
+    "positive_or_-1": (_positive_or_sentinel, "must be > 0, or -1 (the default: off / derived)"),
+    "non_negative": (_non_negative, "must be >= 0"),
+    "probability": (_probability, "must be in [0, 1)"),
+    "seed": (_sentinel_or_non_negative, "must be >= 0, or -1 to draw a fresh seed"),
+}
+
+# Every numeric flag of every script, with the values it can take. Flags not listed here
+# (e.g. --classifier_scale, which may be negative) are not range-checked.
+FLAG_RULES = {
+    # model and diffusion
+    "image_size": "positive",
+    "large_size": "positive",
+    "small_size": "positive",
+    "num_channels": "positive",
+    "num_res_blocks": "positive",
+    "num_heads": "positive",
+    "num_heads_upsample": "positive_or_-1",
+    "num_head_channels": "positive_or_-1",
+    "dropout": "probability",
+    "diffusion_steps": "positive",
+    "classifier_width": "positive",
+    "classifier_depth": "positive",
+    # training
+    "batch_size": "positive",
+    "microbatch": "positive_or_-1",
+    "lr": "non_negative",
+    "weight_decay": "non_negative",
+    "lr_anneal_steps": "non_negative",
+    "log_interval": "positive",
+    "save_interval": "positive",
+    "eval_interval": "positive",
+    "iterations": "positive",
+    "fp16_scale_growth": "non_negative",
+    # sampling and evaluation
+    "num_samples": "positive",
+    "eta": "non_negative",
+    "seed": "seed",
+}
+
+FLAG_HELP = {
+    "data_dir": "folder of training images (default: the embedded handwritten digits)",
+    "batch_size": "images per step (training) or per batch (sampling), on each process",
+    "microbatch": "split each batch into chunks of this size for the forward pass (-1: no split)",
+    "num_samples": "how many samples to write",
+    "model_path": "the diffusion model checkpoint (.pt) to load",
+    "classifier_path": "the noisy classifier checkpoint (.pt) that guides sampling",
+    "classifier_scale": "guidance scale s: the classifier gradient is multiplied by s (0: unguided)",
+    "use_ddim": "sample with DDIM instead of ancestral steps",
+    "clip_denoised": "clip each predicted x_0 to [-1, 1]",
+    "timestep_respacing": "sample on a subset of the steps, e.g. 250 or ddim25 (empty: all steps)",
+    "resume_checkpoint": "a modelNNNNNN.pt to resume from, or auto (the newest in the output folder)",
+    "lr_anneal_steps": "anneal the lr linearly to 0 over this many steps, then stop (0: never stop)",
+    "ema_rate": "comma-separated EMA decay rates, one ema_<rate>_NNNNNN.pt per rate",
+    "seed": "run seed; -1 draws a fresh one (recorded with the run)",
+}
+
+
+def validate_flags(args, rules=None):
+    """
+    Check every numeric flag of `args` that has a rule.
+
+    :param args: an argparse namespace.
+    :param rules: flag -> rule name (default `FLAG_RULES`).
+    :raises ValueError: "--<flag> must be ..., got <value>" for the first bad value.
+    """
+    rules = FLAG_RULES if rules is None else rules
+    for name, value in sorted(vars(args).items()):
+        rule = rules.get(name)
+        if rule is None or value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)):
+            continue
+        check, phrase = RULES[rule]
+        if not check(value):
+            raise ValueError(f"--{name} {phrase}, got {value}")
+    return args
+
+
+def parse_and_validate(parser, argv=None):
+    """`parser.parse_args(argv)` followed by `validate_flags`."""
+    return validate_flags(parser.parse_args(argv))

@@ -1,0 +1,56 @@
+"""The one flag mechanism: typed flags from defaults dicts, and range checks naming the flag."""
+
+import argparse
+
+import pytest
+
+from guided_diffusion.config.flags import (
+    FLAG_RULES,
+    add_dict_to_argparser,
+    parse_and_validate,
+    parse_list_flag,
+    str2bool,
+)
+
+
+def _parser(**defaults):
+    p = argparse.ArgumentParser()
+    add_dict_to_argparser(p, defaults)
+    return p
+
+
+def test_flags_are_typed_by_their_default():
+    args = _parser(batch_size=4, lr=1e-4, flag=True, name="", other=None).parse_args(
+        ["--batch_size", "8", "--lr", "0.5", "--flag", "no", "--name", "x", "--other", "y"])
+    assert (args.batch_size, args.lr, args.flag, args.name, args.other) == (8, 0.5, False, "x", "y")
+
+
+@pytest.mark.parametrize("flag,value", [("batch_size", "0"), ("batch_size", "-1"), ("num_samples", "0"),
+                                        ("microbatch", "0"), ("microbatch", "-2"), ("dropout", "1.0"),
+                                        ("lr", "-0.1"), ("seed", "-2"), ("save_interval", "0")])
+def test_bad_count_names_the_flag(flag, value):
+    default = {"microbatch": -1, "seed": -1, "dropout": 0.0, "lr": 1e-4}.get(flag, 1)
+    p = _parser(**{flag: default})
+    with pytest.raises(ValueError, match=f"--{flag} must be"):
+        parse_and_validate(p, [f"--{flag}", value])
+
+
+@pytest.mark.parametrize("flag", ["microbatch", "num_heads_upsample", "num_head_channels", "seed"])
+def test_minus_one_sentinels_are_accepted(flag):
+    args = parse_and_validate(_parser(**{flag: 4}), [f"--{flag}", "-1"])
+    assert getattr(args, flag) == -1
+
+
+def test_every_rule_name_exists():
+    from guided_diffusion.config.flags import RULES
+
+    assert set(FLAG_RULES.values()) <= set(RULES)
+
+
+def test_list_flag_and_bool_parsing():
+    assert parse_list_flag("0.5,1,1") == (0.5, 1, 1)
+    with pytest.raises(ValueError, match="--channel_mult"):
+        parse_list_flag("1,x", "channel_mult")
+    assert str2bool("Yes") is True and str2bool("0") is False
+    with pytest.raises(argparse.ArgumentTypeError):
+        str2bool("maybe")
