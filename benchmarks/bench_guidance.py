@@ -17,7 +17,7 @@ import torch as th
 
 from guided_diffusion.sampling.guidance import make_cond_fn, make_model_fn
 from guided_diffusion.sampling.seeds import PerSampleNoise
-from guided_diffusion.sampling.runner import generate
+from guided_diffusion.sampling.generate import generate
 from guided_diffusion.script_util import (
     classifier_defaults,
     create_classifier,

@@ -14,7 +14,8 @@ re-export them from the rooms below. Rooms never import a face.
     data/       image folders, the embedded digits, pixel conversion
     config/     defaults dicts -> flags -> factories; checkpoint loading with flag hints
     training/   the training loop (diffusion, classifier, super-resolution), resume state, stop
-    sampling/   per-sample seeds, labels, guidance, resumable shards, the sampling runner, grids
+    sampling/   per-sample seeds, labels, guidance, generation, resumable shards, final files
+    scoring/    bits per dimension over real images, judging labelled samples with a classifier
 
 Data flow. Training: data/ yields (images in [-1, 1], cond) -> training/ draws t from a
 diffusion/ timestep sampler -> `GaussianDiffusion.training_losses(model, x, t)` -> optimizer, EMA,

@@ -4,8 +4,8 @@ more realistic images (classifier guidance). Saves `samples_{N}x{H}x{W}x3.npz` w
 images and `arr_1` the requested labels.
 
 Ancestral sampling shifts the mean by the scaled classifier gradient (condition_mean); with
---use_ddim True the gradient shifts the predicted noise instead (condition_score). New flags:
---seed, --output_dir, --eta, --progress, --class_labels, --num_classes. With
+--use_ddim True the gradient shifts the predicted noise instead (condition_score). Flags beyond
+the original's: --seed, --output_dir, --eta, --progress, --class_labels, --num_classes. With
 --classifier_scale 0 the classifier is loaded (checked) but never evaluated, so the result equals
 unguided sampling with the same seed.
 """
@@ -20,25 +20,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch as th
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.sampling.guidance import (
-    check_classifier_matches,
-    checkpoint_image_size,
-    make_cond_fn,
-    make_model_fn,
-)
+from guided_diffusion.config.flags import parse_and_validate
+from guided_diffusion.data.pixels import to_uint8_nhwc
+from guided_diffusion.runtime.cli import run_cli
+from guided_diffusion.sampling.defaults import class_label_defaults, sampling_defaults
+from guided_diffusion.sampling.generate import check_eta, generate
+from guided_diffusion.sampling.guidance import check_classifier_size, make_cond_fn, make_model_fn
 from guided_diffusion.sampling.labels import labels_for_indices, parse_class_labels, resolve_num_classes
+from guided_diffusion.sampling.loading import load_for_inference
+from guided_diffusion.sampling.logdir import setup_output
+from guided_diffusion.sampling.record import run_config
+from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.seeds import PerSampleNoise
-from guided_diffusion.sampling.runner import (
-    add_sampling_flags,
-    cli_main,
-    generate,
-    images_to_uint8,
-    load_for_inference,
-    run_config,
-    sample_to_npz,
-    setup_output,
-    validate_sampling_args,
-)
 from guided_diffusion.script_util import (
     NUM_CLASSES,
     add_dict_to_argparser,
@@ -51,12 +44,12 @@ from guided_diffusion.script_util import (
 
 
 def main():
-    args = create_argparser().parse_args()
-    validate_sampling_args(args)
+    args = parse_and_validate(create_argparser())
+    check_eta(args.eta, args.use_ddim)
     num_classes = resolve_num_classes(args.num_classes, NUM_CLASSES)
     label_spec = parse_class_labels(args.class_labels, num_classes)
 
-    out_dir = setup_output(args)
+    out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
     flags = args_to_dict(args, model_and_diffusion_defaults().keys())
     model, diffusion = create_model_and_diffusion(**flags)
@@ -66,7 +59,8 @@ def main():
     cflags = args_to_dict(args, classifier_defaults().keys())
     classifier = create_classifier(**cflags)
     load_for_inference(classifier, args.classifier_path, cflags, "classifier", "--classifier_path",
-                       args.classifier_use_fp16, check=lambda sd: check_size(sd, classifier, args.image_size))
+                       args.classifier_use_fp16,
+                       check=lambda sd: check_classifier_size(sd, classifier, args.image_size))
     cond_fn = make_cond_fn(classifier, args.classifier_scale) if args.classifier_scale != 0 else None
     model_fn = make_model_fn(model, args.class_cond)
     shape = (3, args.image_size, args.image_size)
@@ -81,40 +75,23 @@ def main():
                 use_ddim=args.use_ddim, eta=args.eta, clip_denoised=args.clip_denoised,
                 model_kwargs=model_kwargs, cond_fn=cond_fn, device=dist_util.dev(),
             )
-        return {"arr_0": images_to_uint8(sample), "arr_1": labels}
+        return {"arr_0": to_uint8_nhwc(sample), "arr_1": labels}
 
     logger.log("sampling...")
     config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"))
-    sample_to_npz(out_dir, config, args, make_batch)
-
-
-def check_size(state_dict, classifier, image_size):
-    trained = checkpoint_image_size(state_dict, classifier, image_size)
-    if trained is not None:
-        check_classifier_matches(image_size, trained)
+    sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
 
 
 def create_argparser():
-    defaults = dict(
-        clip_denoised=True,
-        num_samples=10000,
-        batch_size=16,
-        use_ddim=False,
-        model_path="",
-        classifier_path="",
-        classifier_scale=1.0,
-    )
+    defaults = sampling_defaults()
+    defaults.update(class_label_defaults())
+    defaults.update(classifier_path="", classifier_scale=1.0)
     defaults.update(model_and_diffusion_defaults())
     defaults.update(classifier_defaults())
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     add_dict_to_argparser(parser, defaults)
-    add_sampling_flags(parser)
-    parser.add_argument("--class_labels", type=str, default="",
-                        help="'' random per sample, 'balanced', or a comma list of labels (cycled)")
-    parser.add_argument("--num_classes", type=int, default=0,
-                        help=f"random/balanced labels come from [0, num_classes) (default {NUM_CLASSES})")
     return parser
 
 
 if __name__ == "__main__":
-    cli_main(main)
+    run_cli(main)

@@ -98,7 +98,7 @@ def _sentinel_or_non_negative(v):
 
 # rule name -> (predicate, phrase for the error)
 RULES = {
-    "positive": (_positive, "must be > 0"),
+    "positive": (_positive, "must be a positive integer"),  # every flag with this rule counts something
     "positive_or_-1": (_positive_or_sentinel, "must be > 0, or -1 (the default: off / derived)"),
     "non_negative": (_non_negative, "must be >= 0"),
     "probability": (_probability, "must be in [0, 1)"),
@@ -136,6 +136,7 @@ FLAG_RULES = {
     "num_samples": "positive",
     "eta": "non_negative",
     "seed": "seed",
+    "num_classes": "non_negative",
 }
 
 FLAG_HELP = {
@@ -153,6 +154,13 @@ FLAG_HELP = {
     "lr_anneal_steps": "anneal the lr linearly to 0 over this many steps, then stop (0: never stop)",
     "ema_rate": "comma-separated EMA decay rates, one ema_<rate>_NNNNNN.pt per rate",
     "seed": "run seed; -1 draws a fresh one (recorded with the run)",
+    "output_dir": "where to write results (default: $OPENAI_LOGDIR, else a temp folder)",
+    "eta": "DDIM eta: 0 is deterministic, 1 as noisy as ancestral sampling (needs --use_ddim True)",
+    "progress": "show a tqdm progress bar on rank 0",
+    "class_labels": "labels to sample: '' random per sample, 'balanced', or a comma list (cycled)",
+    "num_classes": "labels come from [0, num_classes); 0 means every class the networks know",
+    "base_samples": "npz of low-resolution samples (arr_0, and arr_1 labels for class-conditional models)",
+    "samples": "npz of labelled samples to judge (arr_0 uint8 images, arr_1 labels)",
 }
 
 

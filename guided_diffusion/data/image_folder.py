@@ -21,6 +21,8 @@ import random
 import numpy as np
 import torch
 
+from .pixels import uint8_to_unit_range
+
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif")
 
 
@@ -182,7 +184,7 @@ class ImageDataset(torch.utils.data.Dataset):
             arr = center_crop_arr(pil_image, self.resolution)
         if self.random_flip and rng.random() < 0.5:
             arr = arr[:, ::-1]
-        arr = arr.astype(np.float32) / 127.5 - 1
+        arr = uint8_to_unit_range(arr)
         out_dict = {}
         if self.local_classes is not None:
             out_dict["y"] = np.array(self.local_classes[idx], dtype=np.int64)

@@ -56,7 +56,8 @@ def exit_code_for(exc):
 def run_cli(main):
     """
     Run a script's `main()` and exit with its status (`main` may return an int; None means 0).
-    Exceptions listed in the module docstring become one line on stderr and their exit code;
+    Exceptions listed in the module docstring become one line on stderr (none for a
+    `RunInterrupted` / `StoppedBySignal` with an empty message) and their exit code;
     anything else propagates with its traceback (a bug, not a user error).
     """
     try:
@@ -68,7 +69,7 @@ def run_cli(main):
             _say("interrupted (Ctrl-C)")
         elif isinstance(e, (ValueError, FileNotFoundError)):
             _say(f"error: {e}")
-        else:
+        elif str(e):  # an empty message stays quiet (e.g. MPI ranks whose rank 0 reports)
             _say(str(e))
         sys.exit(exit_code_for(e))
     sys.exit(code or 0)

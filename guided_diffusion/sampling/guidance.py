@@ -6,6 +6,8 @@ sampling) and `condition_score` (DDIM) consume: s * grad_x log p_phi(y | x_t, t)
 the softmax of a noise-aware classifier and s the guidance scale.
 """
 
+import math
+
 import torch as th
 import torch.nn.functional as F
 
@@ -77,8 +79,6 @@ def checkpoint_image_size(state_dict, classifier, image_size):
 
     :return: an int, or None when it cannot be told (other pooling heads are size-agnostic).
     """
-    import math
-
     mine = classifier.state_dict().get(POS_EMB_KEY)
     theirs = state_dict.get(POS_EMB_KEY)
     if mine is None or theirs is None or mine.dim() != 2 or theirs.dim() != 2:
@@ -101,3 +101,16 @@ def check_classifier_matches(model_image_size, classifier_image_size):
             f"diffusion model samples {model_image_size}x{model_image_size}; guidance needs a classifier "
             f"trained at the model's --image_size"
         )
+
+
+def check_classifier_size(state_dict, classifier, image_size):
+    """
+    Check a classifier checkpoint against the model's image size, where its layout tells.
+
+    :param state_dict: the classifier checkpoint.
+    :param classifier: the classifier built from the flags (for `image_size`).
+    :raises ValueError: when the checkpoint was trained at another resolution.
+    """
+    trained = checkpoint_image_size(state_dict, classifier, image_size)
+    if trained is not None:
+        check_classifier_matches(image_size, trained)

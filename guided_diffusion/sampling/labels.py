@@ -73,3 +73,15 @@ def labels_for_indices(parsed, seed, indices, num_classes):
         return indices % num_classes
     table = np.asarray(parsed, dtype=np.int64)
     return table[indices % len(table)]
+
+
+def check_labels(labels, num_classes, what="labels"):
+    """
+    :param labels: integer array-like of class labels.
+    :param num_classes: the number of classes the networks were trained on.
+    :param what: how the message names the labels (e.g. "--base_samples 'x.npz': labels").
+    :raises ValueError: unless every label lies in [0, num_classes).
+    """
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{what} must lie in [0, {num_classes}); got [{labels.min()}, {labels.max()}]")

@@ -132,6 +132,14 @@ class ShardStore:
         """
         return [k for k, (s, e) in enumerate(ranges) if self.load(k, s, e) is not None]
 
+    def count_written(self, ranges):
+        """
+        :param ranges: output of `shard_ranges`.
+        :return: how many shard files exist (cheap: files are written atomically, so an existing
+                 file is complete; `done` also checks their contents).
+        """
+        return sum(os.path.exists(self.shard_path(k)) for k in range(len(ranges)))
+
     def save(self, k, start, end, arrays):
         """
         Atomically write shard k.

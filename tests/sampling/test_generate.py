@@ -1,67 +1,15 @@
-"""In-process tests of classifier guidance and seeded generation (library level, tiny models)."""
+"""Seeded generation of one batch: per-sample noise, DDIM determinism, guidance through both samplers."""
 
 import pytest
 import torch as th
 
-from guided_diffusion.sampling.guidance import (
-    check_classifier_matches,
-    classifier_log_probs,
-    make_cond_fn,
-    make_model_fn,
-)
+from guided_diffusion.data.pixels import to_uint8_nhwc
+from guided_diffusion.sampling.generate import check_eta, generate
+from guided_diffusion.sampling.guidance import classifier_log_probs, make_cond_fn, make_model_fn
 from guided_diffusion.sampling.seeds import PerSampleNoise
-from guided_diffusion.sampling.runner import generate, images_to_uint8
 from sample_helpers import build_classifier, build_model, one_thread
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
-
-
-class _LinearClassifier(th.nn.Module):
-    """logits = W x.flatten(); ignores t."""
-
-    def __init__(self, in_dim, k):
-        super().__init__()
-        self.w = th.nn.Parameter(th.randn(k, in_dim, generator=th.Generator().manual_seed(0)))
-
-    def forward(self, x, t):
-        return x.flatten(1) @ self.w.t()
-
-
-def test_cond_fn_is_scaled_log_softmax_gradient_closed_form():
-    clf = _LinearClassifier(3 * 4 * 4, 5)
-    x = th.randn(3, 3, 4, 4, generator=th.Generator().manual_seed(1))
-    y = th.tensor([0, 4, 2])
-    with th.no_grad():  # sampling loops run without grad; cond_fn must still work
-        grad = make_cond_fn(clf, 2.5)(x, th.zeros(3), y=y)
-    w = clf.w.detach()
-    p = th.softmax(x.flatten(1) @ w.t(), dim=-1)
-    expected = 2.5 * (w[y] - p @ w)  # d/dx log softmax(Wx)[y] = W_y - sum_k p_k W_k
-    assert grad.dtype == th.float32 and grad.shape == x.shape
-    assert th.allclose(grad.flatten(1), expected, atol=1e-5)
-
-
-def test_cond_fn_requires_labels():
-    with pytest.raises(ValueError, match="labels"):
-        make_cond_fn(_LinearClassifier(3, 2), 1.0)(th.zeros(1, 3, 1, 1), th.zeros(1))
-
-
-def test_model_fn_passes_labels_only_to_class_conditional_models():
-    seen = []
-
-    def model(x, t, y=None):
-        seen.append(y)
-        return x
-
-    y = th.tensor([1])
-    make_model_fn(model, class_cond=False)(th.zeros(1), th.zeros(1), y=y)
-    make_model_fn(model, class_cond=True)(th.zeros(1), th.zeros(1), y=y)
-    assert seen[0] is None and seen[1] is y
-
-
-def test_classifier_size_mismatch_is_a_clear_error():
-    check_classifier_matches(64, 64)
-    with pytest.raises(ValueError, match="32x32.*64x64"):
-        check_classifier_matches(64, 32)
 
 
 class _FixedStart(PerSampleNoise):
@@ -134,7 +82,7 @@ def test_ddim_guidance_raises_requested_log_prob(tiny):
         with th.no_grad():
             x = generate(diffusion, make_model_fn(model, False), (8, 3, 8, 8), PerSampleNoise(3, range(8)),
                          use_ddim=True, cond_fn=cond_fn, model_kwargs={"y": y})
-            x = th.from_numpy(images_to_uint8(x)).float().permute(0, 3, 1, 2) / 127.5 - 1
+            x = th.from_numpy(to_uint8_nhwc(x)).float().permute(0, 3, 1, 2) / 127.5 - 1
             lps.append(classifier_log_probs(clf, x, th.zeros(8, dtype=th.long), y).mean().item())
     assert lps[1] > lps[0]
 
@@ -153,3 +101,10 @@ def test_classifier_sees_original_timesteps_under_respacing(tiny, use_ddim):
                  use_ddim=use_ddim, cond_fn=cond_fn, model_kwargs={"y": th.tensor([0, 1])})
     assert seen == [[t, t] for t in sorted(diffusion.timestep_map, reverse=True)]
     assert sorted(diffusion.timestep_map) == [0, 33, 66, 99]
+
+
+def test_eta_needs_ddim():
+    check_eta(0.0, False)
+    check_eta(0.5, True)
+    with pytest.raises(ValueError, match="--use_ddim True"):
+        check_eta(0.5, False)

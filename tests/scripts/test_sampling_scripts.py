@@ -4,6 +4,7 @@ randomly initialised checkpoints. The reference runs are real subprocesses (unde
 and `-n 2`); the others run the script as __main__ in-process to keep the suite fast.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -12,9 +13,12 @@ import numpy as np
 import pytest
 import torch as th
 
+from guided_diffusion.data.pixels import to_uint8_nhwc as images_to_uint8
+from guided_diffusion.runtime.cli import INTERRUPTED_EXIT_CODE
+from guided_diffusion.sampling import runner
+from guided_diffusion.sampling.generate import generate
 from guided_diffusion.sampling.guidance import classifier_log_probs
 from guided_diffusion.sampling.seeds import PerSampleNoise, random_labels
-from guided_diffusion.sampling.runner import INTERRUPTED_EXIT_CODE, STOP_AFTER_ENV, generate, images_to_uint8
 from sample_helpers import (
     CLASSIFIER_FLAGS,
     MODEL_FLAGS,
@@ -35,6 +39,12 @@ SEED = 3
 N = 8
 GUIDED_SCALE = 10.0
 MPIEXEC = shutil.which("mpiexec")
+
+
+def _stopping_after(monkeypatch, shards):
+    """Make the scripts' shard loop stop (as if killed) once this run wrote `shards` shards."""
+    monkeypatch.setattr(runner, "sample_to_npz",
+                        functools.partial(runner.sample_to_npz, should_stop=lambda written: written >= shards))
 
 
 def _npz(out_dir, name=None):
@@ -183,7 +193,9 @@ def test_positive_scale_raises_requested_label_log_prob(ckpts, tmp_path, use_ddi
 
 def test_interrupted_run_resumes_to_the_uninterrupted_npz(ckpts, unguided, tmp_path, monkeypatch, capsys):
     args = _model_args(ckpts, output_dir=tmp_path)
-    code, _, err = run_in_process("image_sample.py", args, monkeypatch, capsys, env={STOP_AFTER_ENV: "1"})
+    with monkeypatch.context() as patch:
+        _stopping_after(patch, 1)
+        code, _, err = run_in_process("image_sample.py", args, monkeypatch, capsys)
     assert code == INTERRUPTED_EXIT_CODE, err[-2000:]
     assert not [f for f in os.listdir(tmp_path) if f.startswith("samples_")]  # nothing presented as final
     shard_dirs = [f for f in os.listdir(tmp_path) if f.startswith("sample_shards-")]
@@ -194,9 +206,31 @@ def test_interrupted_run_resumes_to_the_uninterrupted_npz(ckpts, unguided, tmp_p
     assert np.array_equal(_npz(str(tmp_path))["arr_0"], _npz(unguided)["arr_0"])
 
 
+def test_ctrl_c_prints_one_line_with_the_kept_shards(ckpts, tmp_path, monkeypatch, capsys):
+    from guided_diffusion.sampling.shards import ShardStore
+
+    save = ShardStore.save
+
+    def save_then_interrupt(self, k, *args):
+        save(self, k, *args)
+        if k == 0:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ShardStore, "save", save_then_interrupt)
+        code, _, err = run_in_process("image_sample.py", _model_args(ckpts, output_dir=tmp_path), monkeypatch,
+                                      capsys)
+    assert code == 130 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("image_sample.py:")]
+    assert len(lines) == 1
+    assert "1 of 2 shards kept" in lines[0] and "rerun the same command to resume" in lines[0]
+
+
 def test_changed_config_does_not_reuse_shards(ckpts, tmp_path, monkeypatch, capsys):
     args = _model_args(ckpts, output_dir=tmp_path)
-    run_in_process("image_sample.py", args, monkeypatch, capsys, env={STOP_AFTER_ENV: "1"})
+    with monkeypatch.context() as patch:
+        _stopping_after(patch, 1)
+        run_in_process("image_sample.py", args, monkeypatch, capsys)
     out = _ok_in_process("image_sample.py", _model_args(ckpts, output_dir=tmp_path, clip_denoised=False),
                          monkeypatch, capsys)
     assert "resuming" not in out

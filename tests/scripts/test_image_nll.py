@@ -73,3 +73,11 @@ def test_image_nll_seed_makes_it_reproducible(setup, tmp_path, monkeypatch, caps
 def test_image_nll_bad_data_dir(setup, tmp_path, monkeypatch, capsys):
     code, _, err = _run(setup, str(tmp_path), monkeypatch, capsys, data_dir=str(tmp_path / "missing"))
     assert code == 2 and "--data_dir" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["batch_size", "num_samples"])
+def test_image_nll_zero_count_is_refused_before_any_work(setup, tmp_path, monkeypatch, capsys, flag):
+    out_dir = tmp_path / "out"
+    code, _, err = _run(setup, str(out_dir), monkeypatch, capsys, **{flag: 0})
+    assert code == 2 and f"--{flag} must be a positive integer, got 0" in err and "Traceback" not in err
+    assert not out_dir.exists()  # refused before the output folder was made

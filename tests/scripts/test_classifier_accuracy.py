@@ -58,3 +58,13 @@ def test_missing_labels_is_a_clear_error(judged, one_thread, monkeypatch, capsys
     code, _, err = run_in_process("classifier_accuracy.py", args, monkeypatch, capsys)
     assert code != 0
     assert "arr_1" in err
+
+
+def test_labels_outside_num_classes_are_refused(judged, one_thread, monkeypatch, capsys, tmp_path):
+    tmp, images, _ = judged
+    path = tmp_path / "labelled.npz"
+    np.savez(path, arr_0=images, arr_1=np.full(len(images), NUM_CLASSES))
+    args = ["--samples", path, "--classifier_path", tmp / "classifier.pt", "--num_classes", NUM_CLASSES,
+            "--image_size", MODEL_FLAGS["image_size"]] + flag_list(CLASSIFIER_FLAGS)
+    code, _, err = run_in_process("classifier_accuracy.py", args, monkeypatch, capsys)
+    assert code == 2 and f"must lie in [0, {NUM_CLASSES})" in err

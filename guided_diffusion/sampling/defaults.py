@@ -1,0 +1,31 @@
+"""
+The sampling flag group: defaults shared by image_sample.py, classifier_sample.py and
+super_res_sample.py (the first five are the original's, with its defaults).
+"""
+
+
+def sampling_defaults():
+    """
+    clip_denoised .. model_path: as in the original. seed: -1 draws a fresh run seed (recorded);
+    output_dir: "" means $OPENAI_LOGDIR, else a temp folder; eta: DDIM's eta; progress: a tqdm
+    bar on rank 0.
+    """
+    return dict(
+        clip_denoised=True,
+        num_samples=10000,
+        batch_size=16,
+        use_ddim=False,
+        model_path="",
+        seed=-1,
+        output_dir="",
+        eta=0.0,
+        progress=True,
+    )
+
+
+def class_label_defaults():
+    """
+    class_labels: "" random per sample, "balanced", or a comma list (cycled over the samples);
+    num_classes: labels come from [0, num_classes), 0 meaning every class the networks know.
+    """
+    return dict(class_labels="", num_classes=0)
