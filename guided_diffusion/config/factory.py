@@ -455,7 +455,7 @@ def create_gaussian_diffusion(
     else:
         model_var_type = gd.ModelVarType.FIXED_LARGE
     return SpacedDiffusion(
-        use_timesteps=space_timesteps(steps, timestep_respacing),
+        use_timesteps=space_timesteps(steps, timestep_respacing, betas=betas),
         betas=betas,
         model_mean_type=(gd.ModelMeanType.EPSILON if not predict_xstart else gd.ModelMeanType.START_X),
         model_var_type=model_var_type,

@@ -8,6 +8,7 @@ the math lives in small modules:
 
 - `diffusion_schedule`: beta schedules and the float64 coefficient tables (notation table there);
 - `diffusion_sampling`: ancestral and DDIM steps and the one sampling loop;
+- `dpm_solver`: multistep DPM-Solver++ (orders 1-3, ODE and SDE) over the same loop;
 - `diffusion_losses`: training losses and bits-per-dim.
 
 Shapes: images x are [N, C, ...] float tensors, timesteps t are [N] int64 tensors indexing the
@@ -17,6 +18,7 @@ Shapes: images x are [N, C, ...] float tensors, timesteps t are [N] int64 tensor
 import numpy as np
 import torch as th
 
+from . import dpm_solver
 from . import training_losses as diffusion_losses
 from . import sampling as diffusion_sampling
 from .schedule import (
@@ -421,6 +423,27 @@ class GaussianDiffusion:
         return diffusion_sampling.sample_loop_progressive(
             self.num_timesteps, step, model, shape, noise=noise, device=device, progress=progress
         )
+
+    def dpm_solver_sample_loop(self, model, shape, noise=None, clip_denoised=True,
+                               denoised_fn=None, cond_fn=None, model_kwargs=None, device=None,
+                               progress=False, order=2, **solver_options):
+        """
+        Generate samples with multistep DPM-Solver++: one model call per timestep of this
+        process, returning the x_0 prediction at t = 0 (cond_fn through condition_score).
+
+        Same usage as ddim_sample_loop(), plus `order` (1, 2, 3) and the `solver_options` sde,
+        eta, thresholding_percentile, lower_order_final, noise_fn of
+        `dpm_solver.sample_loop_progressive`.
+        """
+        return diffusion_sampling.final_sample(self.dpm_solver_sample_loop_progressive(
+            model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+            cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
+            order=order, **solver_options,
+        ))
+
+    def dpm_solver_sample_loop_progressive(self, model, shape, order=2, **kwargs):
+        """Yield each DPM-Solver++ step's {"sample", "pred_xstart"}; as dpm_solver_sample_loop()."""
+        return dpm_solver.sample_loop_progressive(self, model, shape, order=order, **kwargs)
 
     # ------------------------------------------------------------------ losses and bpd
 

@@ -12,14 +12,34 @@ import torch as th
 from .gaussian import GaussianDiffusion
 
 
+# Prefixes of grids uniform in a noise-level coordinate u(abar), increasing in t: the half
+# log-SNR -lambda = log(sigma / alpha) (Lu et al. 2022), and sigma^(1 / rho) with the VE noise
+# level sigma = sigma_t / alpha_t and rho = 7 (Karras et al. 2022, Eq. 5).
+KARRAS_RHO = 7.0
+NOISE_LEVEL_GRIDS = {
+    "logsnr": lambda abar: 0.5 * (np.log1p(-abar) - np.log(abar)),
+    "karras": lambda abar: ((1 - abar) / abar) ** (0.5 / KARRAS_RHO),
+}
+
+
 def _parse_section_counts(section_counts):
     try:
         return [int(x) for x in section_counts.split(",")]
     except ValueError:
         raise ValueError(
             f"invalid timestep respacing {section_counts!r}: expected 'N', comma-separated "
-            f"section counts like '10,15,20', or 'ddimN'"
+            f"section counts like '10,15,20', 'ddimN', 'logsnrN' or 'karrasN'"
         ) from None
+
+
+def _parse_prefixed_count(section_counts, prefix):
+    desired = section_counts[len(prefix):]
+    if not desired.isdigit():
+        raise ValueError(
+            f"invalid timestep respacing {section_counts!r}: '{prefix}' must be followed by a "
+            f"step count, e.g. '{prefix}25'"
+        )
+    return int(desired)
 
 
 def _ddim_stride_steps(num_timesteps, desired_count):
@@ -37,7 +57,66 @@ def _ddim_stride_steps(num_timesteps, desired_count):
     )
 
 
-def space_timesteps(num_timesteps, section_counts):
+def _distinct_increasing(steps, num_timesteps):
+    """Push rounded indices apart into strictly increasing ints in [0, num_timesteps)."""
+    steps = list(steps)
+    for k in range(1, len(steps)):
+        steps[k] = max(steps[k], steps[k - 1] + 1)
+    steps[-1] = min(steps[-1], num_timesteps - 1)
+    for k in range(len(steps) - 2, -1, -1):
+        steps[k] = min(steps[k], steps[k + 1] - 1)
+    return steps
+
+
+def _capped_coordinate(u, count):
+    """
+    u with every per-timestep increment capped at delta, where delta is the spacing that
+    `count` uniform points get in the capped coordinate (bisection on delta). Increments above
+    delta (e.g. the last step of the cosine schedule, whose beta is clipped) then span one grid
+    step instead of drawing several grid points onto the same few timesteps.
+
+    :param u: float64 [T], strictly increasing.
+    :return: float64 [T], starting at 0.
+    """
+    du = np.diff(u)
+    lo, hi = 0.0, float(u[-1] - u[0])
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if np.minimum(du, mid).sum() > (count - 1) * mid:
+            lo = mid
+        else:
+            hi = mid
+    return np.concatenate([[0.0], np.cumsum(np.minimum(du, lo))])
+
+
+def noise_level_steps(betas, desired_count, name):
+    """
+    Timesteps uniform in the noise-level coordinate u = NOISE_LEVEL_GRIDS[name](abar_t): the
+    timesteps nearest `desired_count` points uniform from u(0) to u(T - 1), where a single
+    timestep whose u-increment exceeds the spacing counts as one spacing (see
+    `_capped_coordinate`). Targets that still share a timestep are pushed apart, so exactly
+    `desired_count` distinct timesteps come back, always including 0 and T - 1.
+
+    :param betas: the ORIGINAL process's betas, float64 [T].
+    :param desired_count: the number of timesteps, 2 <= count <= T.
+    :param name: a key of NOISE_LEVEL_GRIDS.
+    :return: a set of ints in [0, T).
+    """
+    abar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+    num_timesteps = len(abar)
+    if not 2 <= desired_count <= num_timesteps:
+        raise ValueError(
+            f"'{name}{desired_count}' needs 2 to {num_timesteps} steps (the grid spans the "
+            f"{num_timesteps} diffusion steps end to end); got {desired_count}"
+        )
+    u = _capped_coordinate(NOISE_LEVEL_GRIDS[name](abar), desired_count)
+    targets = np.linspace(u[0], u[-1], desired_count)
+    upper = np.clip(np.searchsorted(u, targets), 1, num_timesteps - 1)
+    nearest = np.where(targets - u[upper - 1] <= u[upper] - targets, upper - 1, upper)
+    return set(_distinct_increasing(nearest.tolist(), num_timesteps))
+
+
+def space_timesteps(num_timesteps, section_counts, betas=None):
     """
     Create a set of timesteps to keep from an original diffusion process.
 
@@ -48,23 +127,31 @@ def space_timesteps(num_timesteps, section_counts):
     10, the next 100 to 15, the final 100 to 20.
 
     With a string "ddimN", the fixed integer stride of the DDIM paper is used instead: the
-    smallest stride i for which range(0, T, i) has exactly N elements.
+    smallest stride i for which range(0, T, i) has exactly N elements. "logsnrN" takes N
+    timesteps uniform in log-SNR and "karrasN" N uniform in sigma^(1/7) (see
+    `noise_level_steps`); both need the schedule's `betas`.
 
     :param num_timesteps: the number of diffusion steps T of the original process.
-    :param section_counts: a list of ints, or a string "N", "a,b,c" or "ddimN".
+    :param section_counts: a list of ints, or a string "N", "a,b,c", "ddimN", "logsnrN" or
+                           "karrasN".
+    :param betas: the original float64 betas [T]; required by "logsnrN" and "karrasN" only.
     :return: a set of diffusion step indices (ints in [0, T)) to keep.
     :raises ValueError: for an unparsable string, a negative count, a count larger than its
-                        section, or a "ddimN" no integer stride can meet.
+                        section, a "ddimN" no integer stride can meet, or a noise-level grid
+                        without betas or with N outside [2, T].
     """
     if isinstance(section_counts, str):
         if section_counts.startswith("ddim"):
-            desired = section_counts[len("ddim"):]
-            if not desired.isdigit():
-                raise ValueError(
-                    f"invalid timestep respacing {section_counts!r}: 'ddim' must be followed "
-                    f"by a step count, e.g. 'ddim25'"
-                )
-            return _ddim_stride_steps(num_timesteps, int(desired))
+            return _ddim_stride_steps(num_timesteps, _parse_prefixed_count(section_counts, "ddim"))
+        for name in NOISE_LEVEL_GRIDS:
+            if section_counts.startswith(name):
+                desired = _parse_prefixed_count(section_counts, name)
+                if betas is None or len(betas) != num_timesteps:
+                    raise ValueError(
+                        f"timestep respacing {section_counts!r} is uniform in a noise level, so "
+                        f"space_timesteps needs the schedule: pass betas= (length {num_timesteps})"
+                    )
+                return noise_level_steps(betas, desired, name)
         section_counts = _parse_section_counts(section_counts)
     section_counts = [int(c) for c in section_counts]
     if not section_counts:
