@@ -11,10 +11,8 @@ from .models.attention import (  # noqa: F401
     QKVAttentionLegacy,
 )
 from .models.blocks import (  # noqa: F401
-    build_input_and_middle,
     Downsample,
     ResBlock,
-    time_embed_mlp,
     TimestepBlock,
     TimestepEmbedSequential,
     Upsample,
@@ -34,6 +32,10 @@ from .models.layers import (  # noqa: F401
     normalization,
     timestep_embedding,
     zero_module,
+)
+from .models.torso import (  # noqa: F401
+    build_input_and_middle,
+    time_embed_mlp,
 )
 from .models.unet import (  # noqa: F401
     SuperResModel,

@@ -2,7 +2,7 @@
 Strict checkpoint loading with helpful errors.
 
 `load_model_checkpoint` loads a plain state dict (as released by the original
-guided-diffusion or written by our training) into a model with `strict=True`. When keys
+guided-diffusion or written by this package's training) into a model with `strict=True`. When keys
 or shapes disagree it raises `CheckpointMismatchError` (a ValueError) that lists the
 first missing / unexpected / shape-mismatched keys and names the flags that probably
 differ: read off the checkpoint's layout and, when the current flags are known, confirmed
@@ -10,9 +10,14 @@ by rebuilding candidate models on the meta device (no memory is allocated).
 """
 
 import os
-import re
 
 import torch as th
+
+from . import factory
+from .defaults import CHANNEL_MULT_BY_SIZE
+from .flags import parse_list_flag
+from ..models.layout import compare_state_dicts, infer_flags, layout_shape
+from ..runtime.distributed import load_state_dict
 
 _SHOW = 5  # keys listed per category
 
@@ -59,47 +64,17 @@ class CheckpointMismatchError(ValueError):
 
 def state_dict_from_file(path):
     """
-    Load a plain state dict from `path` on the CPU, with `weights_only=True`.
+    Load a plain state dict from `path` (local or blobfile URL) onto the CPU through
+    `runtime.distributed.load_state_dict` (`weights_only=True`; under MPI every rank must call
+    it, rank 0 reads the file).
 
-    :raises FileNotFoundError: if the file does not exist.
+    :raises FileNotFoundError: if the file cannot be read; the message names it.
     :raises ValueError: if the file does not hold a dict of tensors.
     """
-    path = os.fspath(path)
-    if "://" in path:  # remote (blobfile) paths
-        import io
-
-        import blobfile as bf
-
-        with bf.BlobFile(path, "rb") as f:
-            data = f.read()
-        state_dict = th.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    else:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint file not found: {path!r}")
-        state_dict = th.load(path, map_location="cpu", weights_only=True)
+    state_dict = load_state_dict(path, map_location="cpu")
     if not isinstance(state_dict, dict) or not all(th.is_tensor(v) for v in state_dict.values()):
-        raise ValueError(f"{path!r} does not contain a plain state dict of tensors")
+        raise ValueError(f"{os.fspath(path)!r} does not contain a plain state dict of tensors")
     return state_dict
-
-
-def compare_state_dicts(expected, found):
-    """
-    Compare a model's layout with a checkpoint's.
-
-    :param expected: name -> tensor (or shape) of the model.
-    :param found: name -> tensor (or shape) of the checkpoint.
-    :return: (missing keys, unexpected keys, [(key, checkpoint shape, model shape)]).
-    """
-    exp = {k: _shape(v) for k, v in expected.items()}
-    got = {k: _shape(v) for k, v in found.items()}
-    missing = [k for k in exp if k not in got]
-    unexpected = [k for k in got if k not in exp]
-    mismatched = [(k, got[k], exp[k]) for k in exp if k in got and got[k] != exp[k]]
-    return missing, unexpected, mismatched
-
-
-def _shape(v):
-    return tuple(v.shape) if hasattr(v, "shape") else tuple(v)
 
 
 def load_model_checkpoint(model, path_or_state_dict, flags=None, kind="model"):
@@ -178,120 +153,21 @@ def _num_text(v):
 
 
 # ------------------------------------------------------------------------------------
-# Reading flags off a checkpoint
-
-_BLOCK = re.compile(r"^(input_blocks|output_blocks)\.(\d+)\.(\d+)\.(.+)$")
-
-
-def infer_flags(state_dict, image_size=None):
-    """
-    Read generic flag values off a UNet / classifier state dict.
-
-    :param state_dict: name -> tensor or shape.
-    :param image_size: the image size, to turn attention downsample rates into resolutions.
-    :return: dict generic flag -> (value, reason). Only what the layout determines.
-    """
-    sd = {k: _shape(v) for k, v in state_dict.items()}
-    out = {}
-    if "time_embed.0.weight" not in sd:
-        return out
-    mc = sd["time_embed.0.weight"][1]
-    out["num_channels"] = (mc, f"time_embed.0.weight is {list(sd['time_embed.0.weight'])}")
-    out["class_cond"] = (
-        "label_emb.weight" in sd,
-        "the checkpoint has label_emb" if "label_emb.weight" in sd else "the checkpoint has no label_emb",
-    )
-    if "out.2.weight" in sd and len(sd["out.2.weight"]) == 4:
-        oc = sd["out.2.weight"][0]
-        out["learn_sigma"] = (oc == 6, f"its output conv has {oc} channels")
-    emb = [(k, v) for k, v in sd.items() if k.endswith("emb_layers.1.weight")]
-    if emb:
-        k, v = emb[0]
-        norm = sd[k.replace("emb_layers.1.weight", "out_layers.0.weight")][0]
-        out["use_scale_shift_norm"] = (
-            v[0] == 2 * norm,
-            f"{k} has {v[0]} outputs for {norm} channels",
-        )
-    blocks = {}
-    for k in sd:
-        m = _BLOCK.match(k)
-        if m:
-            block = blocks.setdefault((m.group(1), int(m.group(2))), {})
-            block.setdefault(int(m.group(3)), set()).add(m.group(4))
-    down_conv = any(k.endswith(".op.weight") for k in sd)
-    up_conv = any(k.startswith("output_blocks") and k.endswith(".conv.weight") for k in sd)
-    outs = sorted(i for (part, i) in blocks if part == "output_blocks")
-    up_res = [
-        i
-        for i in outs
-        if any("in_layers.0.weight" in names for j, names in blocks[("output_blocks", i)].items() if j > 0)
-    ]
-    if down_conv or up_conv:
-        out["resblock_updown"] = (False, "the checkpoint has conv up/downsampling layers (op / conv)")
-    elif up_res:
-        out["resblock_updown"] = (True, "the checkpoint up/downsamples with ResBlocks")
-    if "out.2.positional_embedding" in sd:
-        out["pool"] = ("attention", "the checkpoint head has an attention pool")
-    elif "out.3.weight" in sd and len(sd["out.3.weight"]) == 4:
-        out["pool"] = ("adaptive", "the checkpoint head is a 1x1 conv")
-    elif "out.1.weight" in sd and len(sd["out.1.weight"]) == 1 and "out.3.weight" in sd:
-        out["pool"] = ("spatial_v2", "the checkpoint head is Linear, GroupNorm, Linear")
-    elif "out.2.weight" in sd and len(sd["out.2.weight"]) == 2:
-        out["pool"] = ("spatial", "the checkpoint head is Linear, ReLU, Linear")
-    if outs:
-        out.update(_infer_unet_levels(sd, blocks, outs, mc, image_size))
-    return out
-
-
-def _infer_unet_levels(sd, blocks, outs, mc, image_size):
-    """Levels, blocks per level, channel_mult and attention from the UNet's output blocks."""
-    ups = []
-    for i in outs:
-        layers = blocks[("output_blocks", i)]
-        if any(j > 0 and {"conv.weight", "in_layers.0.weight"} & names for j, names in layers.items()):
-            ups.append(i)
-    levels = len(ups) + 1
-    if len(outs) % levels:
-        return {}
-    per_level = len(outs) // levels
-    res = {"num_res_blocks": (per_level - 1, f"{len(outs)} output blocks over {levels} levels")}
-    mult, ds_attn = [], []
-    for lvl in range(levels):
-        first = lvl * per_level
-        level = levels - 1 - lvl
-        shape = sd.get(f"output_blocks.{first}.0.out_layers.3.weight")
-        if shape is None:
-            return res
-        mult.insert(0, shape[0] / mc)
-        if any("qkv.weight" in names for names in blocks[("output_blocks", first)].values()):
-            ds_attn.append(2**level)
-    res["channel_mult"] = (tuple(mult), "channel widths of the output blocks")
-    if image_size and ds_attn:
-        resolutions = ",".join(str(image_size // ds) for ds in sorted(ds_attn))
-        res["attention_resolutions"] = (resolutions, "positions of the attention blocks")
-    return res
-
-
-# ------------------------------------------------------------------------------------
 # Candidate rebuilds
 
 
-def _factory(kind):
-    from . import factory as su
-
-    return {"model": su.create_model, "classifier": su.create_classifier, "sr": su.sr_create_model}[kind]
+_FACTORIES = {
+    "model": factory.create_model,
+    "classifier": factory.create_classifier,
+    "sr": factory.sr_create_model,
+}
 
 
 def _layout(kind, flags):
     """Shapes of the model built from flags on the meta device, or None if it cannot be built."""
-    import inspect
-
-    fn = _factory(kind)
-    params = inspect.signature(fn).parameters
-    kwargs = {k: v for k, v in flags.items() if k in params}
     try:
         with th.device("meta"):
-            model = fn(**kwargs)
+            model = factory.call_with_flags(_FACTORIES[kind], flags)
     except (ValueError, TypeError, AssertionError, ZeroDivisionError):
         return None
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -309,9 +185,6 @@ def _value_as_flag(generic, value, flags, name):
     if name not in flags:
         return None
     if generic == "channel_mult":
-        from .factory import CHANNEL_MULT_BY_SIZE
-        from .flags import parse_list_flag
-
         current = flags.get(name)
         try:
             if current in ("", None):
@@ -324,8 +197,6 @@ def _value_as_flag(generic, value, flags, name):
             return None
         return _flag_text(value)
     if generic == "attention_resolutions":
-        from .flags import parse_list_flag
-
         try:
             if set(parse_list_flag(flags[name], name)) == set(parse_list_flag(value, name)):
                 return None
@@ -343,7 +214,7 @@ def suggest_flags(ckpt_state_dict, model_state_dict, flags=None, kind="model"):
     """
     kind = _KIND_ALIASES.get(kind, kind)
     names = _FLAG_NAMES.get(kind, {})
-    ckpt = {k: _shape(v) for k, v in ckpt_state_dict.items()}
+    ckpt = {k: layout_shape(v) for k, v in ckpt_state_dict.items()}
     image_size = None
     if flags:
         image_size = flags.get("large_size" if kind == "sr" else "image_size")
@@ -363,7 +234,7 @@ def suggest_flags(ckpt_state_dict, model_state_dict, flags=None, kind="model"):
         suggestions.append((name, value, reason))
     if "input_blocks.0.0.weight" in ckpt and "input_blocks.0.0.weight" in model_state_dict:
         c_in = ckpt["input_blocks.0.0.weight"][1]
-        m_in = _shape(model_state_dict["input_blocks.0.0.weight"])[1]
+        m_in = layout_shape(model_state_dict["input_blocks.0.0.weight"])[1]
         if c_in != m_in:
             hint = "a super-resolution model (kind 'sr')" if c_in == 6 else "a base model"
             reason = f"the checkpoint's first conv takes {c_in} channels, the model's {m_in}: it is {hint}"

@@ -2,7 +2,7 @@
 The one flag mechanism: defaults dicts -> argparse flags -> validated namespace.
 
 Every script builds its parser with `add_dict_to_argparser(parser, defaults)` from dicts (the
-model/diffusion dicts of `config.factory`, plus group and per-script dicts), then calls
+model/diffusion dicts of `config.defaults`, plus group and per-script dicts), then calls
 `parse_and_validate(parser)`, which checks every numeric flag it knows (see `FLAG_RULES`) before
 any work starts and raises a ValueError naming the flag. `FLAG_HELP` gives `--help` its text.
 """

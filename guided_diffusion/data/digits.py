@@ -20,8 +20,12 @@ import shutil
 import tempfile
 
 import numpy as np
+from PIL import Image
 
-NUM_CLASSES = 10
+from ..runtime.fileio import atomic_savez
+
+# The ten digit classes 0..9 of this dataset (not the 1000 classes of the released models).
+NUM_DIGIT_CLASSES = 10
 NUM_DIGITS = 1797
 HELDOUT_PER_CLASS = 30
 SPLIT_SEED = 0
@@ -55,7 +59,7 @@ def split_indices(split):
         return np.arange(len(labels), dtype=np.int64)
     rng = np.random.RandomState(SPLIT_SEED)
     heldout = []
-    for c in range(NUM_CLASSES):
+    for c in range(NUM_DIGIT_CLASSES):
         members = np.flatnonzero(labels == c)
         heldout.append(rng.permutation(members)[:HELDOUT_PER_CLASS])
     heldout = np.sort(np.concatenate(heldout))
@@ -72,8 +76,6 @@ def render(images8, image_size):
     :param image_size: output side length (>= 8).
     :return: uint8 [N, image_size, image_size, 3].
     """
-    from PIL import Image
-
     if int(image_size) < 8:
         raise ValueError(f"image_size must be at least 8 for the digits, got {image_size}")
     grey = np.clip(np.round(images8.astype(np.float32) * (255.0 / 16.0)), 0, 255).astype(np.uint8)
@@ -121,8 +123,6 @@ def materialize_digits(split="train", image_size=32, root=None):
     final = os.path.join(root, "digits", f"{split}_{int(image_size)}px")
     if folder_is_complete(final):
         return final, True
-    from PIL import Image
-
     images, labels, idx = digits_images(split, int(image_size))
     os.makedirs(os.path.dirname(final), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{split}_{int(image_size)}px-", dir=os.path.dirname(final))
@@ -152,8 +152,6 @@ def write_reference_npz(path, image_size=32, split="heldout"):
     :param path: output .npz path.
     :return: the number of images written. Keys: `arr_0` uint8 [N, H, W, 3], `arr_1` int64 [N].
     """
-    from ..runtime.fileio import atomic_savez
-
     images, labels, _ = digits_images(split, int(image_size))
     atomic_savez(path, arr_0=images, arr_1=labels)
     return len(labels)
@@ -172,6 +170,6 @@ def resolve_data_dir(data_dir, image_size, split="train", log=print):
     n = len(split_indices(split))
     log(
         f"no --data_dir given: using the embedded digits ({split} split, {n} images, "
-        f"{image_size}x{image_size}, 10 classes) {'reused from' if reused else 'written to'} {folder}"
+        f"{image_size}x{image_size}, {NUM_DIGIT_CLASSES} classes) {'reused from' if reused else 'written to'} {folder}"
     )
     return folder, True

@@ -17,9 +17,15 @@ integers lets a resumed run continue exactly where it stopped.
 import math
 import os
 import random
+import signal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..runtime import distributed as dist_util
+from ..runtime import logger
 
 from .pixels import uint8_to_unit_range
 
@@ -56,10 +62,48 @@ def load_data(
         distributed rank and world size.
     :param num_workers: DataLoader worker processes; default 1 with CUDA, 0 on CPU.
     :return: a `ResumableLoader` (an iterator; `next(data)` gives `(batch, cond)`).
+    :raises ValueError: for a missing or empty folder, a file that cannot be decoded (named),
+        file names without a class prefix under class_cond, or a shard smaller than batch_size.
     """
+    data_dir = os.fspath(data_dir) if data_dir else ""
+    all_files = _list_data_dir(data_dir)
+    classes = classes_from_file_names(all_files) if class_cond else None
+    if shard is None or num_shards is None:
+        shard, num_shards = dist_util.get_rank(), dist_util.get_world_size()
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    dataset = ImageDataset(
+        image_size, all_files, classes=classes, shard=shard, num_shards=num_shards,
+        random_crop=random_crop, random_flip=random_flip,
+    )
+    _check_shard(dataset, batch_size, f"data directory {data_dir!r} has {len(all_files)} images")
+    if num_workers is None:
+        num_workers = 1 if torch.cuda.is_available() else 0
+    return ResumableLoader(
+        dataset, batch_size, shuffle=not deterministic, seed=seed + 1_000_003 * shard, num_workers=num_workers
+    )
+
+
+def _check_shard(dataset, batch_size, source):
+    """
+    Raise a ValueError when the shard cannot give one batch, or when an image it would read
+    first cannot be decoded (the error names the file). A short shard is checked whole: a broken
+    file there would explain the shortfall better than the count.
+    """
+    short = len(dataset) < batch_size
+    for path in dataset.local_images[: None if short else 1]:
+        _open_rgb(path)
+    if short:
+        raise ValueError(
+            f"{source}, so reader {dataset.shard} of {dataset.num_shards} gets {len(dataset)}, "
+            f"fewer than batch_size={batch_size}"
+        )
+
+
+def _list_data_dir(data_dir):
+    """The images of a data folder; a ValueError naming the folder when there are none."""
     if not data_dir:
         raise ValueError("unspecified data directory")
-    data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir) and "://" not in data_dir:
         raise ValueError(f"data directory {data_dir!r} does not exist or is not a directory")
     all_files = list_image_files_recursively(data_dir)
@@ -67,34 +111,7 @@ def load_data(
         raise ValueError(
             f"data directory {data_dir!r} contains no images (looked for {', '.join(IMAGE_EXTENSIONS)} files)"
         )
-    classes = None
-    if class_cond:
-        classes = classes_from_file_names(all_files)
-    if shard is None or num_shards is None:
-        from ..runtime import distributed as dist_util
-
-        shard, num_shards = dist_util.get_rank(), dist_util.get_world_size()
-    if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, ()).item())
-    dataset = ImageDataset(
-        image_size,
-        all_files,
-        classes=classes,
-        shard=shard,
-        num_shards=num_shards,
-        random_crop=random_crop,
-        random_flip=random_flip,
-    )
-    if len(dataset) < batch_size:
-        raise ValueError(
-            f"data directory {data_dir!r} has {len(all_files)} images, so reader {shard} of {num_shards} "
-            f"gets {len(dataset)}, fewer than batch_size={batch_size}"
-        )
-    if num_workers is None:
-        num_workers = 1 if torch.cuda.is_available() else 0
-    return ResumableLoader(
-        dataset, batch_size, shuffle=not deterministic, seed=seed + 1_000_003 * shard, num_workers=num_workers
-    )
+    return all_files
 
 
 def list_image_files_recursively(data_dir):
@@ -139,8 +156,6 @@ def classes_from_file_names(paths):
 
 
 def _open_rgb(path):
-    from PIL import Image
-
     try:
         if "://" in path:
             import blobfile as bf
@@ -166,6 +181,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def __init__(self, resolution, image_paths, classes=None, shard=0, num_shards=1, random_crop=False, random_flip=True):
         super().__init__()
         self.resolution = resolution
+        self.shard, self.num_shards = shard, num_shards
         self.local_images = image_paths[shard:][::num_shards]
         self.local_classes = None if classes is None else classes[shard:][::num_shards]
         self.random_crop = random_crop
@@ -192,8 +208,6 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def _downscale_box_while_large(pil_image, target):
-    from PIL import Image
-
     while min(*pil_image.size) >= 2 * target:
         pil_image = pil_image.resize(tuple(x // 2 for x in pil_image.size), resample=Image.BOX)
     return pil_image
@@ -201,8 +215,6 @@ def _downscale_box_while_large(pil_image, target):
 
 def center_crop_arr(pil_image, image_size):
     """Resize the short side to `image_size` (BOX halvings then BICUBIC) and crop the center."""
-    from PIL import Image
-
     pil_image = _downscale_box_while_large(pil_image, image_size)
     scale = image_size / min(*pil_image.size)
     pil_image = pil_image.resize(tuple(round(x * scale) for x in pil_image.size), resample=Image.BICUBIC)
@@ -214,8 +226,6 @@ def center_crop_arr(pil_image, image_size):
 
 def random_crop_arr(pil_image, image_size, min_crop_frac=0.8, max_crop_frac=1.0, rng=random):
     """Resize the short side to a random size in [size/max_frac, size/min_frac], crop randomly."""
-    from PIL import Image
-
     min_smaller_dim_size = math.ceil(image_size / max_crop_frac)
     max_smaller_dim_size = math.ceil(image_size / min_crop_frac)
     smaller_dim_size = rng.randrange(min_smaller_dim_size, max_smaller_dim_size + 1)
@@ -247,8 +257,6 @@ class _SeededItems(torch.utils.data.Dataset):
 def _ignore_stop_signals(_worker_id):
     """Workers leave a terminal's Ctrl-C (sent to the whole process group) to the main process,
     which saves and stops cleanly. SIGTERM stays default: the loader uses it to end workers."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -323,8 +331,6 @@ class ResumableLoader:
     def load_state_dict(self, state):
         """Continue from a saved position (warns through the logger if the data changed)."""
         if state.get("batch_size") != self.batch_size or state.get("num_items") != len(self.dataset):
-            from ..runtime import logger
-
             logger.warn(
                 f"data position saved for batch_size={state.get('batch_size')} and {state.get('num_items')} "
                 f"images, now batch_size={self.batch_size} and {len(self.dataset)}: order will differ"
@@ -353,8 +359,6 @@ class SuperResData:
         return self
 
     def __next__(self):
-        import torch.nn.functional as F
-
         large_batch, model_kwargs = next(self.data)
         model_kwargs = dict(model_kwargs)
         model_kwargs["low_res"] = F.interpolate(large_batch, self.small_size, mode="area")

@@ -6,10 +6,15 @@ Nichol 2021; DDIM: Song et al. 2021).
 The class keeps the reference API (names, keywords, returned dict keys, random-draw order);
 the math lives in small modules:
 
-- `diffusion_schedule`: beta schedules and the float64 coefficient tables (notation table there);
-- `diffusion_sampling`: ancestral and DDIM steps and the one sampling loop;
+- `schedule`: beta schedules and the float64 coefficient tables (notation table there);
+- `sampling`: ancestral and DDIM steps and the one sampling loop;
 - `dpm_solver`: multistep DPM-Solver++ (orders 1-3, ODE and SDE) over the same loop;
-- `diffusion_losses`: training losses and bits-per-dim.
+- `training_losses`: training losses and bits-per-dim (with `likelihood` for the terms).
+
+Those modules call the public methods below (`scale_timesteps`, `predict_xstart_from_eps`,
+`predict_eps_from_xstart`, `vb_terms_bpd`, `prior_bpd`, ...). The reference spelled them with a
+leading underscore; those names remain as aliases (see `reference_names`), and a subclass that
+overrides either spelling changes what every caller gets.
 
 Shapes: images x are [N, C, ...] float tensors, timesteps t are [N] int64 tensors indexing the
 (possibly respaced) process, 0 <= t < num_timesteps.
@@ -22,49 +27,18 @@ from . import dpm_solver
 from . import training_losses as diffusion_losses
 from . import sampling as diffusion_sampling
 from .schedule import (
-    betas_for_alpha_bar,
     diffusion_coefficients,
     extract_into_tensor,
     fixed_large_variance,
-    get_named_beta_schedule,
     validate_betas,
 )
-from .types import LossType, ModelMeanType, ModelVarType
+from .reference_names import ReferenceNames
+from .types import LossType, ModelMeanType, ModelVarType, check_enum
 
-__all__ = [
-    "GaussianDiffusion",
-    "LossType",
-    "ModelMeanType",
-    "ModelVarType",
-    "betas_for_alpha_bar",
-    "get_named_beta_schedule",
-]
-
-
-def _extract_into_tensor(arr, timesteps, broadcast_shape):
+class GaussianDiffusion(ReferenceNames):
     """
-    Extract values from a 1-D numpy array for a batch of indices.
-
-    :param arr: the 1-D numpy array.
-    :param timesteps: a tensor of indices into the array to extract, shape [N].
-    :param broadcast_shape: a larger shape of K dimensions with the batch dimension equal to
-                            the length of timesteps.
-    :return: a float32 tensor of shape broadcast_shape, where the shape has K dims.
-    """
-    return extract_into_tensor(arr, timesteps, broadcast_shape)
-
-
-def _check_enum(value, enum_cls, name):
-    if not isinstance(value, enum_cls):
-        allowed = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in enum_cls)
-        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
-
-
-class GaussianDiffusion:
-    """
-    Utilities for training and sampling diffusion models.
-
-    Ported from the DDPM formulation, extended with learned variances, DDIM and guidance.
+    Utilities for training and sampling diffusion models: DDPM (Ho et al. 2020) with learned
+    variances (Nichol & Dhariwal 2021), DDIM (Song et al. 2021) and classifier guidance.
 
     :param betas: a 1-D sequence of betas for each diffusion timestep, starting at T and
                   going to 1 (float values in (0, 1]).
@@ -76,9 +50,9 @@ class GaussianDiffusion:
     """
 
     def __init__(self, *, betas, model_mean_type, model_var_type, loss_type, rescale_timesteps=False):
-        _check_enum(model_mean_type, ModelMeanType, "model_mean_type")
-        _check_enum(model_var_type, ModelVarType, "model_var_type")
-        _check_enum(loss_type, LossType, "loss_type")
+        check_enum(model_mean_type, ModelMeanType, "model_mean_type")
+        check_enum(model_var_type, ModelVarType, "model_var_type")
+        check_enum(loss_type, LossType, "loss_type")
         self.model_mean_type = model_mean_type
         self.model_var_type = model_var_type
         self.loss_type = loss_type
@@ -90,7 +64,7 @@ class GaussianDiffusion:
         for name, table in diffusion_coefficients(self.betas).items():
             setattr(self, name, table)
 
-        # Derived tables used by p_mean_variance and _predict_xstart_from_xprev.
+        # Derived tables used by p_mean_variance and predict_xstart_from_xprev.
         self._log_betas = np.log(self.betas)
         self._fixed_large_variance, self._fixed_large_log_variance = fixed_large_variance(
             self.betas, self.posterior_variance
@@ -108,9 +82,9 @@ class GaussianDiffusion:
         :param t: the number of diffusion steps (minus 1), shape [N]. Here, 0 means one step.
         :return: a tuple (mean, variance, log_variance), all of x_start's shape.
         """
-        mean = _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
-        variance = _extract_into_tensor(1.0 - self.alphas_cumprod, t, x_start.shape)
-        log_variance = _extract_into_tensor(self.log_one_minus_alphas_cumprod, t, x_start.shape)
+        mean = extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+        variance = extract_into_tensor(1.0 - self.alphas_cumprod, t, x_start.shape)
+        log_variance = extract_into_tensor(self.log_one_minus_alphas_cumprod, t, x_start.shape)
         return mean, variance, log_variance
 
     def q_sample(self, x_start, t, noise=None):
@@ -130,8 +104,8 @@ class GaussianDiffusion:
                 f"noise shape {tuple(noise.shape)} differs from x_start shape {tuple(x_start.shape)}"
             )
         return (
-            _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
-            + _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise
+            extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+            + extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise
         )
 
     def q_posterior_mean_variance(self, x_start, x_t, t):
@@ -149,11 +123,11 @@ class GaussianDiffusion:
                 f"x_start shape {tuple(x_start.shape)} differs from x_t shape {tuple(x_t.shape)}"
             )
         posterior_mean = (
-            _extract_into_tensor(self.posterior_mean_coef1, t, x_t.shape) * x_start
-            + _extract_into_tensor(self.posterior_mean_coef2, t, x_t.shape) * x_t
+            extract_into_tensor(self.posterior_mean_coef1, t, x_t.shape) * x_start
+            + extract_into_tensor(self.posterior_mean_coef2, t, x_t.shape) * x_t
         )
-        posterior_variance = _extract_into_tensor(self.posterior_variance, t, x_t.shape)
-        posterior_log_variance_clipped = _extract_into_tensor(
+        posterior_variance = extract_into_tensor(self.posterior_variance, t, x_t.shape)
+        posterior_log_variance_clipped = extract_into_tensor(
             self.posterior_log_variance_clipped, t, x_t.shape
         )
         return posterior_mean, posterior_variance, posterior_log_variance_clipped
@@ -164,7 +138,7 @@ class GaussianDiffusion:
         """
         Apply the model to get p(x_{t-1} | x_t), as well as a prediction of the initial x, x_0.
 
-        :param model: the model, called as `model(x, self._scale_timesteps(t), **model_kwargs)`.
+        :param model: the model, called as `model(x, self.scale_timesteps(t), **model_kwargs)`.
         :param x: the [N x C x ...] tensor at time t.
         :param t: a 1-D tensor of timesteps, shape [N].
         :param clip_denoised: if True, clip the denoised signal into [-1, 1].
@@ -179,50 +153,14 @@ class GaussianDiffusion:
         B, C = x.shape[:2]
         if tuple(t.shape) != (B,):
             raise ValueError(f"t must have shape ({B},) to match x, got {tuple(t.shape)}")
-        model_output = model(x, self._scale_timesteps(t), **model_kwargs)
+        model_output = model(x, self.scale_timesteps(t), **model_kwargs)
 
+        model_var_values = None
         if self.model_var_type.is_learned():
             diffusion_losses.check_learned_output(model_output, x)
             model_output, model_var_values = th.split(model_output, C, dim=1)
-            if self.model_var_type == ModelVarType.LEARNED:
-                model_log_variance = model_var_values
-                model_variance = th.exp(model_log_variance)
-            else:
-                min_log = _extract_into_tensor(self.posterior_log_variance_clipped, t, x.shape)
-                max_log = _extract_into_tensor(self._log_betas, t, x.shape)
-                # model_var_values in [-1, 1] spans [min_var, max_var] in log space.
-                frac = (model_var_values + 1) / 2
-                model_log_variance = frac * max_log + (1 - frac) * min_log
-                model_variance = th.exp(model_log_variance)
-        else:
-            if self.model_var_type == ModelVarType.FIXED_LARGE:
-                variance, log_variance = self._fixed_large_variance, self._fixed_large_log_variance
-            else:
-                variance, log_variance = self.posterior_variance, self.posterior_log_variance_clipped
-            model_variance = _extract_into_tensor(variance, t, x.shape)
-            model_log_variance = _extract_into_tensor(log_variance, t, x.shape)
-
-        def process_xstart(x0):
-            if denoised_fn is not None:
-                x0 = denoised_fn(x0)
-            if clip_denoised:
-                return x0.clamp(-1, 1)
-            return x0
-
-        if self.model_mean_type == ModelMeanType.PREVIOUS_X:
-            pred_xstart = process_xstart(
-                self._predict_xstart_from_xprev(x_t=x, t=t, xprev=model_output)
-            )
-            model_mean = model_output
-        else:
-            if self.model_mean_type == ModelMeanType.START_X:
-                pred_xstart = process_xstart(model_output)
-            else:
-                pred_xstart = process_xstart(
-                    self._predict_xstart_from_eps(x_t=x, t=t, eps=model_output)
-                )
-            model_mean, _, _ = self.q_posterior_mean_variance(x_start=pred_xstart, x_t=x, t=t)
-
+        model_variance, model_log_variance = self._p_variance(model_var_values, x, t)
+        pred_xstart, model_mean = self._p_mean(model_output, x, t, clip_denoised, denoised_fn)
         if not model_mean.shape == model_log_variance.shape == pred_xstart.shape == x.shape:
             raise ValueError(
                 f"model output shape {tuple(model_output.shape)} does not match x {tuple(x.shape)}"
@@ -234,31 +172,74 @@ class GaussianDiffusion:
             "pred_xstart": pred_xstart,
         }
 
-    def _predict_xstart_from_eps(self, x_t, t, eps):
+    def _p_variance(self, model_var_values, x, t):
+        """
+        (variance, log_variance) of p(x_{t-1} | x_t), like x: fixed by model_var_type, or from
+        the model's variance channels `model_var_values` (like x; None for fixed variances).
+        """
+        if self.model_var_type == ModelVarType.LEARNED:
+            return th.exp(model_var_values), model_var_values
+        if self.model_var_type == ModelVarType.LEARNED_RANGE:
+            min_log = extract_into_tensor(self.posterior_log_variance_clipped, t, x.shape)
+            max_log = extract_into_tensor(self._log_betas, t, x.shape)
+            # model_var_values in [-1, 1] spans [min_var, max_var] in log space.
+            frac = (model_var_values + 1) / 2
+            model_log_variance = frac * max_log + (1 - frac) * min_log
+            return th.exp(model_log_variance), model_log_variance
+        if self.model_var_type == ModelVarType.FIXED_LARGE:
+            variance, log_variance = self._fixed_large_variance, self._fixed_large_log_variance
+        else:
+            variance, log_variance = self.posterior_variance, self.posterior_log_variance_clipped
+        return extract_into_tensor(variance, t, x.shape), extract_into_tensor(log_variance, t, x.shape)
+
+    def _p_mean(self, model_output, x, t, clip_denoised, denoised_fn):
+        """
+        (pred_xstart, mean) of p(x_{t-1} | x_t) from the model's mean channels (like x): x_0 is
+        passed through `denoised_fn` and then clipped to [-1, 1] when `clip_denoised`.
+        """
+
+        def process_xstart(x0):
+            if denoised_fn is not None:
+                x0 = denoised_fn(x0)
+            if clip_denoised:
+                return x0.clamp(-1, 1)
+            return x0
+
+        if self.model_mean_type == ModelMeanType.PREVIOUS_X:
+            pred_xstart = process_xstart(self.predict_xstart_from_xprev(x_t=x, t=t, xprev=model_output))
+            return pred_xstart, model_output
+        if self.model_mean_type == ModelMeanType.START_X:
+            pred_xstart = process_xstart(model_output)
+        else:
+            pred_xstart = process_xstart(self.predict_xstart_from_eps(x_t=x, t=t, eps=model_output))
+        model_mean, _, _ = self.q_posterior_mean_variance(x_start=pred_xstart, x_t=x, t=t)
+        return pred_xstart, model_mean
+
+    def predict_xstart_from_eps(self, x_t, t, eps):
         """x_0 = x_t / sqrt(abar_t) - sqrt(1 / abar_t - 1) * eps (inverts q_sample)."""
         if x_t.shape != eps.shape:
             raise ValueError(f"eps shape {tuple(eps.shape)} differs from x_t {tuple(x_t.shape)}")
         return (
-            _extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
-            - _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
+            extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
+            - extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
         )
 
-    def _predict_xstart_from_xprev(self, x_t, t, xprev):
+    def predict_xstart_from_xprev(self, x_t, t, xprev):
         """x_0 = (x_{t-1} - coef2 * x_t) / coef1 (inverts the posterior mean)."""
         if x_t.shape != xprev.shape:
             raise ValueError(f"xprev shape {tuple(xprev.shape)} differs from x_t {tuple(x_t.shape)}")
         return (
-            _extract_into_tensor(self._recip_posterior_mean_coef1, t, x_t.shape) * xprev
-            - _extract_into_tensor(self._posterior_coef2_over_coef1, t, x_t.shape) * x_t
+            extract_into_tensor(self._recip_posterior_mean_coef1, t, x_t.shape) * xprev
+            - extract_into_tensor(self._posterior_coef2_over_coef1, t, x_t.shape) * x_t
         )
 
-    def _predict_eps_from_xstart(self, x_t, t, pred_xstart):
+    def predict_eps_from_xstart(self, x_t, t, pred_xstart):
         """eps = (x_t / sqrt(abar_t) - x_0) / sqrt(1 / abar_t - 1) (inverts q_sample)."""
         return (
-            _extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - pred_xstart
-        ) / _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape)
+            extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - pred_xstart
+        ) / extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape)
 
-    def _scale_timesteps(self, t):
+    def scale_timesteps(self, t):
         """The timesteps the model sees: t * 1000 / T as float with rescale_timesteps, else t."""
         if self.rescale_timesteps:
             return t.float() * (1000.0 / self.num_timesteps)
@@ -277,7 +258,7 @@ class GaussianDiffusion:
         """
         if model_kwargs is None:
             model_kwargs = {}
-        gradient = cond_fn(x, self._scale_timesteps(t), **model_kwargs)
+        gradient = cond_fn(x, self.scale_timesteps(t), **model_kwargs)
         return p_mean_var["mean"].float() + p_mean_var["variance"] * gradient.float()
 
     def condition_score(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
@@ -292,16 +273,16 @@ class GaussianDiffusion:
         """
         if model_kwargs is None:
             model_kwargs = {}
-        alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
-        eps = self._predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
-        eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, self._scale_timesteps(t), **model_kwargs)
+        alpha_bar = extract_into_tensor(self.alphas_cumprod, t, x.shape)
+        eps = self.predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
+        eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, self.scale_timesteps(t), **model_kwargs)
         out = p_mean_var.copy()
-        out["pred_xstart"] = self._predict_xstart_from_eps(x, t, eps)
+        out["pred_xstart"] = self.predict_xstart_from_eps(x, t, eps)
         out["mean"], _, _ = self.q_posterior_mean_variance(x_start=out["pred_xstart"], x_t=x, t=t)
         return out
 
     # ------------------------------------------------------------------ samplers
-    # `noise_fn` (ours, optional): callable noise_fn(x) -> tensor like x used instead of
+    # `noise_fn` (optional): callable noise_fn(x) -> tensor like x used instead of
     # torch.randn_like(x) for every step's noise (e.g. per-sample seeded noise). None keeps the
     # reference random stream exactly. It does not affect the initial x_T (pass `noise`).
 
@@ -447,7 +428,7 @@ class GaussianDiffusion:
 
     # ------------------------------------------------------------------ losses and bpd
 
-    def _vb_terms_bpd(self, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None):
+    def vb_terms_bpd(self, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None):
         """
         A term of the variational lower bound in bits per dimension.
 
@@ -472,7 +453,7 @@ class GaussianDiffusion:
             self, model, x_start, t, model_kwargs=model_kwargs, noise=noise
         )
 
-    def _prior_bpd(self, x_start):
+    def prior_bpd(self, x_start):
         """
         The prior KL term of the variational lower bound, in bits per dimension.
 

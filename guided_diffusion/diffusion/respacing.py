@@ -205,7 +205,7 @@ class SpacedDiffusion(GaussianDiffusion):
                 else "use_timesteps must not be empty"
             )
 
-        base_diffusion = GaussianDiffusion(**kwargs)  # pylint: disable=missing-kwoa
+        base_diffusion = GaussianDiffusion(**kwargs)
         last_alpha_cumprod = 1.0
         new_betas = []
         for i, alpha_cumprod in enumerate(base_diffusion.alphas_cumprod):
@@ -235,7 +235,7 @@ class SpacedDiffusion(GaussianDiffusion):
             model, self.timestep_map, self.rescale_timesteps, self.original_num_steps
         )
 
-    def _scale_timesteps(self, t):
+    def scale_timesteps(self, t):
         # Scaling is done by the wrapped model, relative to the original T.
         return t
 

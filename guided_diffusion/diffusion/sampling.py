@@ -2,7 +2,7 @@
 Reverse-process steps (ancestral DDPM and DDIM) and the one loop that runs either of them.
 
 Every function takes the diffusion object first and only uses its public surface
-(`p_mean_variance`, `condition_mean`, `condition_score`, `_predict_eps_from_xstart`, the
+(`p_mean_variance`, `condition_mean`, `condition_score`, `predict_eps_from_xstart`, the
 coefficient tables), so the timestep remapping of `SpacedDiffusion` applies unchanged.
 
 Random draws happen in the reference order so that seeded runs match it bit for bit:
@@ -10,12 +10,13 @@ Random draws happen in the reference order so that seeded runs match it bit for 
 - `ddim_sample`: model call, then `cond_fn`, then the step noise (also for eta = 0);
 - loops: the initial `torch.randn(*shape)` when no `noise` is given, then one step per t.
 
-`noise_fn` (our addition): a callable `noise_fn(x) -> tensor like x` that replaces
+`noise_fn`: a callable `noise_fn(x) -> tensor like x` that replaces
 `torch.randn_like(x)` for the step noise, e.g. to draw per-sample seeded noise. None keeps the
 reference behaviour.
 """
 
 import torch as th
+from tqdm.auto import tqdm
 
 from .schedule import extract_into_tensor
 
@@ -42,29 +43,15 @@ def draw_step_noise(x, noise_fn=None):
     return noise
 
 
-def p_sample(
-    diffusion,
-    model,
-    x,
-    t,
-    clip_denoised=True,
-    denoised_fn=None,
-    cond_fn=None,
-    model_kwargs=None,
-    noise_fn=None,
-):
+def p_sample(diffusion, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
+             model_kwargs=None, noise_fn=None):
     """
     One ancestral step: draw x_{t-1} ~ p(x_{t-1} | x_t) (Algorithm 2 of Ho et al.).
 
     :return: dict with "sample" (x_{t-1}, like x) and "pred_xstart" (like x).
     """
     out = diffusion.p_mean_variance(
-        model,
-        x,
-        t,
-        clip_denoised=clip_denoised,
-        denoised_fn=denoised_fn,
-        model_kwargs=model_kwargs,
+        model, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_kwargs=model_kwargs
     )
     noise = draw_step_noise(x, noise_fn)
     if cond_fn is not None:
@@ -73,36 +60,21 @@ def p_sample(
     return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
 
-def ddim_sample(
-    diffusion,
-    model,
-    x,
-    t,
-    clip_denoised=True,
-    denoised_fn=None,
-    cond_fn=None,
-    model_kwargs=None,
-    eta=0.0,
-    noise_fn=None,
-):
+def ddim_sample(diffusion, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
+                model_kwargs=None, eta=0.0, noise_fn=None):
     """
     One DDIM step from x_t to x_{t-1} (Song et al. 2021, Eq. 12), stochastic when eta > 0.
 
     :return: dict with "sample" (x_{t-1}, like x) and "pred_xstart" (like x).
     """
     out = diffusion.p_mean_variance(
-        model,
-        x,
-        t,
-        clip_denoised=clip_denoised,
-        denoised_fn=denoised_fn,
-        model_kwargs=model_kwargs,
+        model, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_kwargs=model_kwargs
     )
     if cond_fn is not None:
         out = diffusion.condition_score(cond_fn, out, x, t, model_kwargs=model_kwargs)
     # Re-derive eps from pred_xstart: it differs from the model output after clipping, and the
     # model may predict x_0 or x_{t-1} instead.
-    eps = diffusion._predict_eps_from_xstart(x, t, out["pred_xstart"])
+    eps = diffusion.predict_eps_from_xstart(x, t, out["pred_xstart"])
     alpha_bar = extract_into_tensor(diffusion.alphas_cumprod, t, x.shape)
     alpha_bar_prev = extract_into_tensor(diffusion.alphas_cumprod_prev, t, x.shape)
     sigma = (
@@ -131,14 +103,9 @@ def ddim_reverse_sample(
     if eta != 0.0:
         raise ValueError(f"ddim_reverse_sample needs eta == 0.0 (deterministic path), got {eta}")
     out = diffusion.p_mean_variance(
-        model,
-        x,
-        t,
-        clip_denoised=clip_denoised,
-        denoised_fn=denoised_fn,
-        model_kwargs=model_kwargs,
+        model, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_kwargs=model_kwargs
     )
-    eps = diffusion._predict_eps_from_xstart(x, t, out["pred_xstart"])
+    eps = diffusion.predict_eps_from_xstart(x, t, out["pred_xstart"])
     alpha_bar_next = extract_into_tensor(diffusion.alphas_cumprod_next, t, x.shape)
     mean_pred = out["pred_xstart"] * th.sqrt(alpha_bar_next) + th.sqrt(1 - alpha_bar_next) * eps
     return {"sample": mean_pred, "pred_xstart": out["pred_xstart"]}
@@ -183,8 +150,6 @@ def sample_loop_progressive(
         img = th.randn(*shape, device=device)
     indices = list(range(num_timesteps))[::-1]
     if progress:
-        from tqdm.auto import tqdm  # lazy: only needed for the progress bar
-
         indices = tqdm(indices)
     for i in indices:
         t = th.tensor([i] * shape[0], device=device)

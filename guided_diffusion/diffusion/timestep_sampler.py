@@ -101,7 +101,7 @@ class LossAwareSampler(ScheduleSampler):
         batch_sizes = [int(x.item()) for x in batch_sizes]
         max_bs = max(batch_sizes)
 
-        # all_gather needs equal sizes: pad every batch (ours too) to the largest one.
+        # all_gather needs equal sizes: pad every rank's batch to the largest one.
         def padded(tensor):
             out = th.zeros(max_bs, dtype=tensor.dtype, device=tensor.device)
             out[: len(tensor)] = tensor

@@ -5,7 +5,7 @@ The variational bound L = L_T + sum_{t>=1} L_{t-1} + L_0 (Ho et al. 2020, Eq. 5)
 bits per dimension: L_{t-1} is KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)), L_0 is the
 discretized Gaussian decoder NLL, L_T is the prior term KL(q(x_T | x_0) || N(0, I)).
 
-As in `diffusion_sampling`, each function takes the diffusion object first and calls its
+As in `sampling`, each function takes the diffusion object first and calls its public
 (overridable) methods, so `SpacedDiffusion` only needs to wrap the model once.
 """
 
@@ -67,13 +67,8 @@ def training_losses(diffusion, model, x_start, t, model_kwargs=None, noise=None)
     terms = {}
     loss_type = diffusion.loss_type
     if loss_type.is_vb():
-        terms["loss"] = diffusion._vb_terms_bpd(
-            model=model,
-            x_start=x_start,
-            x_t=x_t,
-            t=t,
-            clip_denoised=False,
-            model_kwargs=model_kwargs,
+        terms["loss"] = diffusion.vb_terms_bpd(
+            model, x_start, x_t, t, clip_denoised=False, model_kwargs=model_kwargs
         )["output"]
         if loss_type == LossType.RESCALED_KL:
             terms["loss"] *= diffusion.num_timesteps
@@ -81,32 +76,10 @@ def training_losses(diffusion, model, x_start, t, model_kwargs=None, noise=None)
     if loss_type not in (LossType.MSE, LossType.RESCALED_MSE):
         raise ValueError(f"unsupported loss type {loss_type!r}")
 
-    model_output = model(x_t, diffusion._scale_timesteps(t), **model_kwargs)
+    model_output = model(x_t, diffusion.scale_timesteps(t), **model_kwargs)
     if diffusion.model_var_type.is_learned():
-        C = x_t.shape[1]
-        check_learned_output(model_output, x_t)
-        model_output, model_var_values = th.split(model_output, C, dim=1)
-        # Train the variance with the bound, but keep the bound from moving the mean.
-        frozen_out = th.cat([model_output.detach(), model_var_values], dim=1)
-        terms["vb"] = diffusion._vb_terms_bpd(
-            model=lambda *args, r=frozen_out: r,
-            x_start=x_start,
-            x_t=x_t,
-            t=t,
-            clip_denoised=False,
-        )["output"]
-        if loss_type == LossType.RESCALED_MSE:
-            # Divide by 1000 for equivalence with the original T = 1000 implementation;
-            # without the 1/1000 factor the vb term hurts the MSE term.
-            terms["vb"] *= diffusion.num_timesteps / 1000.0
-
-    mean_type = diffusion.model_mean_type
-    if mean_type == ModelMeanType.PREVIOUS_X:
-        target = diffusion.q_posterior_mean_variance(x_start=x_start, x_t=x_t, t=t)[0]
-    elif mean_type == ModelMeanType.START_X:
-        target = x_start
-    else:
-        target = noise
+        model_output, terms["vb"] = _learned_variance_vb(diffusion, model_output, x_start, x_t, t)
+    target = _mean_target(diffusion, x_start, x_t, t, noise)
     if not model_output.shape == target.shape == x_start.shape:
         raise ValueError(
             f"model output shape {tuple(model_output.shape)} does not match the input "
@@ -118,6 +91,36 @@ def training_losses(diffusion, model, x_start, t, model_kwargs=None, noise=None)
     else:
         terms["loss"] = terms["mse"]
     return terms
+
+
+def _learned_variance_vb(diffusion, model_output, x_start, x_t, t):
+    """
+    Split a learned-variance output [N, 2C, ...] into the mean channels and the vb term ([N]),
+    computed with the mean detached so that the bound only trains the variance.
+
+    :return: (mean channels [N, C, ...], vb [N]).
+    """
+    check_learned_output(model_output, x_t)
+    model_output, model_var_values = th.split(model_output, x_t.shape[1], dim=1)
+    frozen_out = th.cat([model_output.detach(), model_var_values], dim=1)
+    vb = diffusion.vb_terms_bpd(
+        lambda *args, r=frozen_out: r, x_start, x_t, t, clip_denoised=False
+    )["output"]
+    if diffusion.loss_type == LossType.RESCALED_MSE:
+        # Divide by 1000 for equivalence with the original T = 1000 implementation;
+        # without the 1/1000 factor the vb term hurts the MSE term.
+        vb = vb * (diffusion.num_timesteps / 1000.0)
+    return model_output, vb
+
+
+def _mean_target(diffusion, x_start, x_t, t, noise):
+    """What the model's mean channels should equal: eps, x_0 or the posterior mean (like x_t)."""
+    mean_type = diffusion.model_mean_type
+    if mean_type == ModelMeanType.PREVIOUS_X:
+        return diffusion.q_posterior_mean_variance(x_start=x_start, x_t=x_t, t=t)[0]
+    if mean_type == ModelMeanType.START_X:
+        return x_start
+    return noise
 
 
 def check_learned_output(model_output, x):
@@ -167,24 +170,19 @@ def calc_bpd_loop(diffusion, model, x_start, clip_denoised=True, model_kwargs=No
         noise = th.randn_like(x_start)
         x_t = diffusion.q_sample(x_start=x_start, t=t_batch, noise=noise)
         with th.no_grad():
-            out = diffusion._vb_terms_bpd(
-                model,
-                x_start=x_start,
-                x_t=x_t,
-                t=t_batch,
-                clip_denoised=clip_denoised,
-                model_kwargs=model_kwargs,
+            out = diffusion.vb_terms_bpd(
+                model, x_start, x_t, t_batch, clip_denoised=clip_denoised, model_kwargs=model_kwargs
             )
         vb.append(out["output"])
         xstart_mse.append(mean_flat((out["pred_xstart"] - x_start) ** 2))
-        eps = diffusion._predict_eps_from_xstart(x_t, t_batch, out["pred_xstart"])
+        eps = diffusion.predict_eps_from_xstart(x_t, t_batch, out["pred_xstart"])
         mse.append(mean_flat((eps - noise) ** 2))
 
     vb = th.stack(vb, dim=1)
     xstart_mse = th.stack(xstart_mse, dim=1)
     mse = th.stack(mse, dim=1)
 
-    prior = diffusion._prior_bpd(x_start)
+    prior = diffusion.prior_bpd(x_start)
     total_bpd = vb.sum(dim=1) + prior
     return {
         "total_bpd": total_bpd,

@@ -1,6 +1,6 @@
 """
-The three configuration enums of a Gaussian diffusion (re-exported by `gaussian_diffusion`) and
-the error raised for unknown schedule or sampler names.
+The three configuration enums of a Gaussian diffusion (re-exported by `gaussian_diffusion`), their
+check, and the error raised for unknown schedule or sampler names.
 
 The member values (1, 2, 3, ...) follow the declaration order of the reference implementation.
 """
@@ -52,3 +52,10 @@ class UnknownNameError(ValueError, NotImplementedError):
     An unknown schedule / sampler name. A ValueError (bad user input) that is also a
     NotImplementedError, which is what the reference raised, so old `except` clauses still work.
     """
+
+
+def check_enum(value, enum_cls, name):
+    """Raise a ValueError naming `name` and the members of `enum_cls` unless value is one."""
+    if not isinstance(value, enum_cls):
+        allowed = ", ".join(f"{enum_cls.__name__}.{m.name}" for m in enum_cls)
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")

@@ -116,30 +116,10 @@ def _check_width(width, n_heads):
         raise ValueError(f"qkv width {width} is not divisible by 3 * num_heads = {3 * n_heads}")
 
 
-class QKVAttentionLegacy(nn.Module):
-    """QKV attention with the legacy channel layout (heads split first)."""
+class _QKVAttention(nn.Module):
+    """QKV attention over [N x 3*H*C x T] input; subclasses choose the qkv channel layout."""
 
-    def __init__(self, n_heads):
-        super().__init__()
-        self.n_heads = n_heads
-
-    def forward(self, qkv):
-        """
-        :param qkv: an [N x (H * 3 * C) x T] tensor of Qs, Ks and Vs.
-        :return: an [N x (H * C) x T] tensor after attention.
-        """
-        bs, width, length = qkv.shape
-        _check_width(width, self.n_heads)
-        q, k, v = qkv_heads_legacy(qkv, self.n_heads)
-        return qkv_attention(q, k, v).reshape(bs, -1, length)
-
-    @staticmethod
-    def count_flops(model, _x, y):
-        return count_flops_attn(model, _x, y)
-
-
-class QKVAttention(nn.Module):
-    """QKV attention with the new channel layout (q, k, v split first, then heads)."""
+    split_heads = None  # staticmethod (qkv, n_heads) -> q, k, v each [N*H x C x T]
 
     def __init__(self, n_heads):
         super().__init__()
@@ -152,12 +132,24 @@ class QKVAttention(nn.Module):
         """
         bs, width, length = qkv.shape
         _check_width(width, self.n_heads)
-        q, k, v = qkv_heads_new(qkv, self.n_heads)
+        q, k, v = self.split_heads(qkv, self.n_heads)
         return qkv_attention(q, k, v).reshape(bs, -1, length)
 
     @staticmethod
     def count_flops(model, _x, y):
         return count_flops_attn(model, _x, y)
+
+
+class QKVAttentionLegacy(_QKVAttention):
+    """QKV attention with the legacy channel layout (heads split first)."""
+
+    split_heads = staticmethod(qkv_heads_legacy)
+
+
+class QKVAttention(_QKVAttention):
+    """QKV attention with the new channel layout (q, k, v split first, then heads)."""
+
+    split_heads = staticmethod(qkv_heads_new)
 
 
 def resolve_num_heads(channels, num_heads, num_head_channels):

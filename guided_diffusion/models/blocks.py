@@ -1,7 +1,6 @@
 """
 Building blocks of the UNet: timestep-aware sequential container, up/downsampling and
-the residual block, plus the builders of the input and middle blocks shared by
-`UNetModel` and `EncoderUNetModel`.
+the residual block.
 """
 
 from abc import abstractmethod
@@ -10,7 +9,6 @@ import torch as th
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import AttentionBlock
 from .layers import avg_pool_nd, checkpoint, conv_nd, linear, normalization, zero_module
 
 
@@ -34,7 +32,18 @@ class TimestepEmbedSequential(nn.Sequential, TimestepBlock):
         return x
 
 
-class Upsample(nn.Module):
+class _Resample(nn.Module):
+    """Shared settings of Upsample and Downsample (see there)."""
+
+    def __init__(self, channels, use_conv, dims=2, out_channels=None):
+        super().__init__()
+        self.channels = channels
+        self.out_channels = out_channels or channels
+        self.use_conv = use_conv
+        self.dims = dims
+
+
+class Upsample(_Resample):
     """
     Nearest-neighbour x2 upsampling with an optional 3x3 convolution.
 
@@ -45,11 +54,7 @@ class Upsample(nn.Module):
     """
 
     def __init__(self, channels, use_conv, dims=2, out_channels=None):
-        super().__init__()
-        self.channels = channels
-        self.out_channels = out_channels or channels
-        self.use_conv = use_conv
-        self.dims = dims
+        super().__init__(channels, use_conv, dims, out_channels)
         if use_conv:
             self.conv = conv_nd(dims, self.channels, self.out_channels, 3, padding=1)
 
@@ -64,7 +69,7 @@ class Upsample(nn.Module):
         return x
 
 
-class Downsample(nn.Module):
+class Downsample(_Resample):
     """
     x2 downsampling: a stride-2 3x3 convolution, or 2x2 average pooling.
 
@@ -75,11 +80,7 @@ class Downsample(nn.Module):
     """
 
     def __init__(self, channels, use_conv, dims=2, out_channels=None):
-        super().__init__()
-        self.channels = channels
-        self.out_channels = out_channels or channels
-        self.use_conv = use_conv
-        self.dims = dims
+        super().__init__(channels, use_conv, dims, out_channels)
         stride = 2 if dims != 3 else (1, 2, 2)
         if use_conv:
             self.op = conv_nd(dims, self.channels, self.out_channels, 3, stride=stride, padding=1)
@@ -197,76 +198,3 @@ class ResBlock(TimestepBlock):
             h = h + emb_out
             h = self.out_layers(h)
         return self.skip_connection(x) + h
-
-
-def build_input_and_middle(
-    *,
-    in_channels,
-    model_channels,
-    time_embed_dim,
-    num_res_blocks,
-    attention_resolutions,
-    dropout,
-    channel_mult,
-    conv_resample,
-    dims,
-    use_checkpoint,
-    num_heads,
-    num_head_channels,
-    use_scale_shift_norm,
-    resblock_updown,
-    use_new_attention_order,
-):
-    """
-    Build the encoder half of the UNet: `input_blocks` and `middle_block`.
-
-    :return: (input_blocks ModuleList, middle_block, input_block_chans list,
-              feature_size sum of block output channels, final channels ch, final ds).
-    """
-    res_kw = dict(dims=dims, use_checkpoint=use_checkpoint, use_scale_shift_norm=use_scale_shift_norm)
-    attn_kw = dict(
-        use_checkpoint=use_checkpoint,
-        num_heads=num_heads,
-        num_head_channels=num_head_channels,
-        use_new_attention_order=use_new_attention_order,
-    )
-    ch = int(channel_mult[0] * model_channels)
-    input_blocks = nn.ModuleList([TimestepEmbedSequential(conv_nd(dims, in_channels, ch, 3, padding=1))])
-    feature_size = ch
-    input_block_chans = [ch]
-    ds = 1
-    for level, mult in enumerate(channel_mult):
-        for _ in range(num_res_blocks):
-            out_ch = int(mult * model_channels)
-            layers = [ResBlock(ch, time_embed_dim, dropout, out_channels=out_ch, **res_kw)]
-            ch = out_ch
-            if ds in attention_resolutions:
-                layers.append(AttentionBlock(ch, **attn_kw))
-            input_blocks.append(TimestepEmbedSequential(*layers))
-            feature_size += ch
-            input_block_chans.append(ch)
-        if level != len(channel_mult) - 1:
-            if resblock_updown:
-                down = ResBlock(ch, time_embed_dim, dropout, out_channels=ch, down=True, **res_kw)
-            else:
-                down = Downsample(ch, conv_resample, dims=dims, out_channels=ch)
-            input_blocks.append(TimestepEmbedSequential(down))
-            input_block_chans.append(ch)
-            ds *= 2
-            feature_size += ch
-    middle_block = TimestepEmbedSequential(
-        ResBlock(ch, time_embed_dim, dropout, **res_kw),
-        AttentionBlock(ch, **attn_kw),
-        ResBlock(ch, time_embed_dim, dropout, **res_kw),
-    )
-    feature_size += ch
-    return input_blocks, middle_block, input_block_chans, feature_size, ch, ds
-
-
-def time_embed_mlp(model_channels, time_embed_dim):
-    """The timestep MLP: Linear(mc, 4mc), SiLU, Linear(4mc, 4mc) (keys `.0`, `.2`)."""
-    return nn.Sequential(
-        linear(model_channels, time_embed_dim),
-        nn.SiLU(),
-        linear(time_embed_dim, time_embed_dim),
-    )

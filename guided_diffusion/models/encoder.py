@@ -8,7 +8,7 @@ import torch.nn as nn
 from .attention import AttentionPool2d
 from .fp16 import convert_module_to_f16, convert_module_to_f32
 from .layers import conv_nd, normalization, timestep_embedding, zero_module
-from .blocks import build_input_and_middle, time_embed_mlp
+from .torso import init_torso, torso_args
 
 POOLS = ("adaptive", "attention", "spatial", "spatial_v2")
 
@@ -51,49 +51,7 @@ class EncoderUNetModel(nn.Module):
             raise ValueError(f"unknown pool {pool!r}; expected one of {', '.join(POOLS)}")
         if pool == "attention" and num_head_channels == -1:
             raise ValueError("pool 'attention' needs num_head_channels (got -1)")
-        if num_heads_upsample == -1:
-            num_heads_upsample = num_heads
-
-        self.in_channels = in_channels
-        self.model_channels = model_channels
-        self.out_channels = out_channels
-        self.num_res_blocks = num_res_blocks
-        self.attention_resolutions = attention_resolutions
-        self.dropout = dropout
-        self.channel_mult = channel_mult
-        self.conv_resample = conv_resample
-        self.use_checkpoint = use_checkpoint
-        self.dtype = th.float16 if use_fp16 else th.float32
-        self.num_heads = num_heads
-        self.num_head_channels = num_head_channels
-        self.num_heads_upsample = num_heads_upsample
-
-        time_embed_dim = model_channels * 4
-        self.time_embed = time_embed_mlp(model_channels, time_embed_dim)
-        (
-            self.input_blocks,
-            self.middle_block,
-            _chans,
-            self._feature_size,
-            ch,
-            ds,
-        ) = build_input_and_middle(
-            in_channels=in_channels,
-            model_channels=model_channels,
-            time_embed_dim=time_embed_dim,
-            num_res_blocks=num_res_blocks,
-            attention_resolutions=attention_resolutions,
-            dropout=dropout,
-            channel_mult=channel_mult,
-            conv_resample=conv_resample,
-            dims=dims,
-            use_checkpoint=use_checkpoint,
-            num_heads=num_heads,
-            num_head_channels=num_head_channels,
-            use_scale_shift_norm=use_scale_shift_norm,
-            resblock_updown=resblock_updown,
-            use_new_attention_order=use_new_attention_order,
-        )
+        _input_block_chans, ch, ds = init_torso(self, **torso_args(locals()))
         self.pool = pool
         if pool == "adaptive":
             self.out = nn.Sequential(

@@ -12,6 +12,7 @@ import math
 
 import torch as th
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint as _torch_checkpoint
 
 
 class SiLU(nn.Module):
@@ -28,19 +29,19 @@ class GroupNorm32(nn.GroupNorm):
         return super().forward(x.float()).type(x.dtype)
 
 
+def _module_nd(classes, dims, args, kwargs):
+    if dims not in (1, 2, 3):
+        raise ValueError(f"unsupported dimensions: {dims!r} (allowed: 1, 2, 3)")
+    return classes[dims - 1](*args, **kwargs)
+
+
 def conv_nd(dims, *args, **kwargs):
     """
     Create a 1D, 2D or 3D convolution module.
 
     :param dims: 1, 2 or 3.
     """
-    if dims == 1:
-        return nn.Conv1d(*args, **kwargs)
-    if dims == 2:
-        return nn.Conv2d(*args, **kwargs)
-    if dims == 3:
-        return nn.Conv3d(*args, **kwargs)
-    raise ValueError(f"unsupported dimensions: {dims!r} (allowed: 1, 2, 3)")
+    return _module_nd((nn.Conv1d, nn.Conv2d, nn.Conv3d), dims, args, kwargs)
 
 
 def linear(*args, **kwargs):
@@ -54,13 +55,7 @@ def avg_pool_nd(dims, *args, **kwargs):
 
     :param dims: 1, 2 or 3.
     """
-    if dims == 1:
-        return nn.AvgPool1d(*args, **kwargs)
-    if dims == 2:
-        return nn.AvgPool2d(*args, **kwargs)
-    if dims == 3:
-        return nn.AvgPool3d(*args, **kwargs)
-    raise ValueError(f"unsupported dimensions: {dims!r} (allowed: 1, 2, 3)")
+    return _module_nd((nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d), dims, args, kwargs)
 
 
 def update_ema(target_params, source_params, rate=0.99):
@@ -151,7 +146,5 @@ def checkpoint(func, inputs, params, flag):
     """
     del params  # tracked by autograd in non-reentrant mode
     if flag and th.is_grad_enabled():
-        from torch.utils.checkpoint import checkpoint as _th_checkpoint
-
-        return _th_checkpoint(func, *inputs, use_reentrant=False)
+        return _torch_checkpoint(func, *inputs, use_reentrant=False)
     return func(*inputs)

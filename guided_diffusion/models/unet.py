@@ -1,7 +1,5 @@
 """
-The diffusion UNet (`UNetModel`), its super-resolution variant (`SuperResModel`) and,
-re-exported, the classifier (`EncoderUNetModel`) and all building blocks, so that
-`from guided_diffusion.unet import ...` works as with the original.
+The diffusion UNet (`UNetModel`) and its super-resolution variant (`SuperResModel`).
 
 State-dict keys and their order equal the original's (see tests/data/checkpoints).
 """
@@ -10,51 +8,11 @@ import torch as th
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = [
-    "UNetModel",
-    "SuperResModel",
-    "EncoderUNetModel",
-    "TimestepBlock",
-    "TimestepEmbedSequential",
-    "Upsample",
-    "Downsample",
-    "ResBlock",
-    "AttentionBlock",
-    "QKVAttentionLegacy",
-    "QKVAttention",
-    "AttentionPool2d",
-    "count_flops_attn",
-    "convert_module_to_f16",
-    "convert_module_to_f32",
-]
-
-from .attention import (  # noqa: F401  (re-exported public names)
-    AttentionBlock,
-    AttentionPool2d,
-    QKVAttention,
-    QKVAttentionLegacy,
-    count_flops_attn,
-)
-from .encoder import EncoderUNetModel  # noqa: F401  (re-exported)
+from .attention import AttentionBlock
+from .blocks import ResBlock, TimestepEmbedSequential, Upsample
 from .fp16 import convert_module_to_f16, convert_module_to_f32
-from .layers import (  # noqa: F401  (the original module exposed these names too)
-    avg_pool_nd,
-    checkpoint,
-    conv_nd,
-    linear,
-    normalization,
-    timestep_embedding,
-    zero_module,
-)
-from .blocks import (  # noqa: F401  (re-exported public names)
-    Downsample,
-    ResBlock,
-    TimestepBlock,
-    TimestepEmbedSequential,
-    Upsample,
-    build_input_and_middle,
-    time_embed_mlp,
-)
+from .layers import conv_nd, normalization, timestep_embedding, zero_module
+from .torso import init_torso, torso_args
 
 
 class UNetModel(nn.Module):
@@ -106,53 +64,9 @@ class UNetModel(nn.Module):
         use_new_attention_order=False,
     ):
         super().__init__()
-        if num_heads_upsample == -1:
-            num_heads_upsample = num_heads
-
-        self.image_size = image_size
-        self.in_channels = in_channels
-        self.model_channels = model_channels
-        self.out_channels = out_channels
-        self.num_res_blocks = num_res_blocks
-        self.attention_resolutions = attention_resolutions
-        self.dropout = dropout
-        self.channel_mult = channel_mult
-        self.conv_resample = conv_resample
-        self.num_classes = num_classes
-        self.use_checkpoint = use_checkpoint
-        self.dtype = th.float16 if use_fp16 else th.float32
-        self.num_heads = num_heads
-        self.num_head_channels = num_head_channels
-        self.num_heads_upsample = num_heads_upsample
-
-        time_embed_dim = model_channels * 4
-        self.time_embed = time_embed_mlp(model_channels, time_embed_dim)
-        if self.num_classes is not None:
-            self.label_emb = nn.Embedding(num_classes, time_embed_dim)
-
+        input_block_chans, ch, ds = init_torso(self, **torso_args(locals()))
         res_kw = dict(dims=dims, use_checkpoint=use_checkpoint, use_scale_shift_norm=use_scale_shift_norm)
-        (
-            self.input_blocks,
-            self.middle_block,
-            input_block_chans,
-            self._feature_size,
-            ch,
-            ds,
-        ) = build_input_and_middle(
-            in_channels=in_channels,
-            model_channels=model_channels,
-            time_embed_dim=time_embed_dim,
-            num_res_blocks=num_res_blocks,
-            attention_resolutions=attention_resolutions,
-            dropout=dropout,
-            channel_mult=channel_mult,
-            conv_resample=conv_resample,
-            use_new_attention_order=use_new_attention_order,
-            num_heads=num_heads,
-            num_head_channels=num_head_channels,
-            resblock_updown=resblock_updown,
-            **res_kw,
-        )
+        time_embed_dim = model_channels * 4
         input_ch = int(channel_mult[0] * model_channels)
 
         self.output_blocks = nn.ModuleList([])
@@ -167,7 +81,7 @@ class UNetModel(nn.Module):
                         AttentionBlock(
                             ch,
                             use_checkpoint=use_checkpoint,
-                            num_heads=num_heads_upsample,
+                            num_heads=self.num_heads_upsample,
                             num_head_channels=num_head_channels,
                             use_new_attention_order=use_new_attention_order,
                         )

@@ -7,6 +7,8 @@ original, a user's `CUDA_VISIBLE_DEVICES` is respected: each process takes the v
 `local_rank % device_count` instead of having the variable overwritten.
 """
 
+import atexit
+import datetime
 import io
 import os
 import socket
@@ -15,8 +17,8 @@ import torch as th
 import torch.distributed as dist
 
 SETUP_TIMEOUT_S = 600
-GPUS_PER_NODE = 8  # kept for compatibility; devices are now chosen from the local rank
-SETUP_RETRY_COUNT = 3  # kept for compatibility (unused)
+GPUS_PER_NODE = 8  # the original's constant, unused: the device comes from the local rank
+SETUP_RETRY_COUNT = 3  # the original's constant, unused
 
 # Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx) in every process.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
@@ -113,9 +115,6 @@ def setup_dist():
     global _local_rank
     if dist.is_initialized():
         return
-    import atexit
-    import datetime
-
     # Tear the group down before the interpreter exits: a gloo group still alive at shutdown can
     # abort the process ("terminate called without an active exception") and lose its output.
     atexit.register(_destroy_process_group)

@@ -6,6 +6,9 @@ A kill at any moment leaves either the old file or the complete new one, never a
 import os
 import tempfile
 
+import numpy as np
+import torch
+
 
 def atomic_write(path, write_fn, binary=True):
     """
@@ -39,13 +42,9 @@ def _current_umask():
 
 def atomic_torch_save(obj, path):
     """`torch.save(obj, path)` that never leaves a partial file at `path`."""
-    import torch
-
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_savez(path, **arrays):
     """`np.savez(path, **arrays)` (exact file name, no `.npz` appended) written atomically."""
-    import numpy as np
-
     atomic_write(path, lambda f: np.savez(f, **arrays))

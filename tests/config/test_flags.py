@@ -4,9 +4,12 @@ import argparse
 
 import pytest
 
+from guided_diffusion.config.defaults import model_and_diffusion_defaults
 from guided_diffusion.config.flags import (
     FLAG_RULES,
+    RULES,
     add_dict_to_argparser,
+    args_to_dict,
     parse_and_validate,
     parse_list_flag,
     str2bool,
@@ -42,8 +45,6 @@ def test_minus_one_sentinels_are_accepted(flag):
 
 
 def test_every_rule_name_exists():
-    from guided_diffusion.config.flags import RULES
-
     assert set(FLAG_RULES.values()) <= set(RULES)
 
 
@@ -54,3 +55,33 @@ def test_list_flag_and_bool_parsing():
     assert str2bool("Yes") is True and str2bool("0") is False
     with pytest.raises(argparse.ArgumentTypeError):
         str2bool("maybe")
+
+
+def test_parse_list_flag():
+    assert parse_list_flag("16,8") == (16, 8)
+    assert parse_list_flag("0.5,1, 2") == (0.5, 1, 2)
+    assert parse_list_flag((1, 2)) == (1, 2)
+    with pytest.raises(ValueError, match=r"channel_mult.*'1,x'"):
+        parse_list_flag("1,x", "channel_mult")
+
+
+@pytest.mark.parametrize("text,value", [("True", True), ("false", False), ("1", True), ("n", False), (True, True)])
+def test_str2bool_accepts(text, value):
+    assert str2bool(text) is value
+
+
+def test_str2bool_rejects_with_value():
+    with pytest.raises(argparse.ArgumentTypeError, match="'maybe'"):
+        str2bool("maybe")
+
+
+def test_argparser_round_trip():
+    defaults = model_and_diffusion_defaults()
+    parser = argparse.ArgumentParser()
+    add_dict_to_argparser(parser, defaults)
+    args = parser.parse_args(["--class_cond", "True", "--num_channels", "96", "--dropout", "0.1",
+                              "--attention_resolutions", "32,16"])  # fmt: skip
+    got = args_to_dict(args, defaults.keys())
+    assert got == {**defaults, "class_cond": True, "num_channels": 96, "dropout": 0.1,
+                   "attention_resolutions": "32,16"}  # fmt: skip
+    assert args_to_dict(parser.parse_args([]), defaults.keys()) == defaults

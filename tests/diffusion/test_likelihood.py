@@ -1,4 +1,4 @@
-"""Properties of the likelihood helpers in guided_diffusion.losses."""
+"""Gaussian KL and the discretized Gaussian log-likelihood."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from guided_diffusion.losses import (
+from guided_diffusion.diffusion.likelihood import (
     approx_standard_normal_cdf,
     discretized_gaussian_log_likelihood,
     normal_kl,

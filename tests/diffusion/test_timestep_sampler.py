@@ -1,4 +1,4 @@
-"""Timestep samplers: uniform, loss-second-moment, importance weights, distributed update."""
+"""Timestep samplers: uniform and loss-second-moment, single and multi-process."""
 
 import ast
 import os
@@ -11,10 +11,10 @@ import pytest
 import torch as th
 import torch.multiprocessing as mp
 
-from guided_diffusion.resample import (
+from guided_diffusion.diffusion.timestep_sampler import (
+    create_named_schedule_sampler,
     LossSecondMomentResampler,
     UniformSampler,
-    create_named_schedule_sampler,
 )
 
 
@@ -115,7 +115,7 @@ def test_distributed_update_gathers_unequal_batches():
         pytest.skip("torch.distributed unavailable")
     # A fresh interpreter: this pytest process may already hold a default process group
     # (from other tests), which forked workers would inherit.
-    code = "import sys, test_resample as m; sys.stdout.write(repr(m.run_two_ranks()))"
+    code = "import sys, test_timestep_sampler as m; sys.stdout.write(repr(m.run_two_ranks()))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(__file__),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

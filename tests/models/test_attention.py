@@ -1,4 +1,4 @@
-"""Attention numerics: SDPA path equals the explicit formula; legacy vs new qkv layouts."""
+"""QKV attention layouts, SDPA against the explicit formula, AttentionBlock and AttentionPool2d."""
 
 import math
 
@@ -6,7 +6,12 @@ import pytest
 import torch as th
 
 from guided_diffusion.models import attention as A
-from guided_diffusion.unet import AttentionBlock, AttentionPool2d, QKVAttention, QKVAttentionLegacy
+from guided_diffusion.models.attention import (
+    AttentionBlock,
+    AttentionPool2d,
+    QKVAttention,
+    QKVAttentionLegacy,
+)
 
 
 def reference_heads(q, k, v):

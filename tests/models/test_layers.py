@@ -1,4 +1,4 @@
-"""Properties of the small network helpers in guided_diffusion.nn."""
+"""Layer helpers: timestep embedding, GroupNorm32, EMA, module factories, checkpointing."""
 
 import math
 
@@ -7,13 +7,13 @@ import torch as th
 import torch.nn as nn
 import torch.nn.functional as F
 
-from guided_diffusion import nn as gnn
+from guided_diffusion.models import layers
 
 
 def test_timestep_embedding_closed_form_cos_first():
     t = th.tensor([0.0, 1.0, 17.0, 999.0, 2.5])
     dim = 8
-    emb = gnn.timestep_embedding(t, dim)
+    emb = layers.timestep_embedding(t, dim)
     assert emb.shape == (5, 8) and emb.dtype == th.float32
     half = dim // 2
     for n, tv in enumerate(t.tolist()):
@@ -25,22 +25,22 @@ def test_timestep_embedding_closed_form_cos_first():
 
 def test_timestep_embedding_odd_dim_zero_padded():
     t = th.tensor([3, 250])
-    emb = gnn.timestep_embedding(t, 7)
+    emb = layers.timestep_embedding(t, 7)
     assert emb.shape == (2, 7)
     assert th.equal(emb[:, -1], th.zeros(2))
-    assert th.equal(emb[:, :6], gnn.timestep_embedding(t, 6))
+    assert th.equal(emb[:, :6], layers.timestep_embedding(t, 6))
 
 
 def test_timestep_embedding_max_period_changes_frequencies():
     t = th.tensor([5.0])
-    emb = gnn.timestep_embedding(t, 4, max_period=100)
+    emb = layers.timestep_embedding(t, 4, max_period=100)
     # i = 1 of half = 2: freq = 100^(-1/2) = 0.1
     assert emb[0, 1].item() == pytest.approx(math.cos(0.5), abs=1e-6)
     assert emb[0, 3].item() == pytest.approx(math.sin(0.5), abs=1e-6)
 
 
 def test_groupnorm32_computes_in_float32_and_casts_back():
-    norm = gnn.normalization(64)
+    norm = layers.normalization(64)
     assert isinstance(norm, nn.GroupNorm) and norm.num_groups == 32
     with th.no_grad():
         norm.weight.uniform_(0.5, 1.5)
@@ -57,7 +57,7 @@ def test_groupnorm32_computes_in_float32_and_casts_back():
 def test_update_ema_formula():
     target = [th.tensor([1.0, 2.0]), th.tensor([[4.0]])]
     source = [th.tensor([3.0, -2.0]), th.tensor([[0.0]])]
-    gnn.update_ema(target, source, rate=0.9)
+    layers.update_ema(target, source, rate=0.9)
     assert th.allclose(target[0], th.tensor([0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * -2]))
     assert th.allclose(target[1], th.tensor([[3.6]]))
     assert th.equal(source[0], th.tensor([3.0, -2.0]))  # source untouched
@@ -65,36 +65,36 @@ def test_update_ema_formula():
 
 def test_update_ema_default_rate_is_0_99():
     target, source = [th.zeros(3)], [th.ones(3)]
-    gnn.update_ema(target, source)
+    layers.update_ema(target, source)
     assert th.allclose(target[0], th.full((3,), 0.01))
 
 
 def test_zero_and_scale_module():
     lin = nn.Linear(3, 4)
     w = lin.weight.detach().clone()
-    assert gnn.scale_module(lin, 2.0) is lin
+    assert layers.scale_module(lin, 2.0) is lin
     assert th.allclose(lin.weight, 2 * w)
-    assert gnn.zero_module(lin) is lin
+    assert layers.zero_module(lin) is lin
     assert all((p == 0).all() for p in lin.parameters())
 
 
 def test_mean_flat():
     x = th.arange(24, dtype=th.float32).reshape(2, 3, 4)
-    assert th.allclose(gnn.mean_flat(x), th.tensor([5.5, 17.5]))
+    assert th.allclose(layers.mean_flat(x), th.tensor([5.5, 17.5]))
 
 
 @pytest.mark.parametrize("dims,cls", [(1, nn.Conv1d), (2, nn.Conv2d), (3, nn.Conv3d)])
 def test_conv_nd_and_avg_pool_nd_dims(dims, cls):
-    assert isinstance(gnn.conv_nd(dims, 2, 3, 1), cls)
-    pool = gnn.avg_pool_nd(dims, kernel_size=2)
+    assert isinstance(layers.conv_nd(dims, 2, 3, 1), cls)
+    pool = layers.avg_pool_nd(dims, kernel_size=2)
     assert type(pool).__name__ == f"AvgPool{dims}d"
 
 
 def test_conv_nd_rejects_unknown_dims():
     with pytest.raises(ValueError, match="4"):
-        gnn.conv_nd(4, 2, 3, 1)
+        layers.conv_nd(4, 2, 3, 1)
     with pytest.raises(ValueError, match="0"):
-        gnn.avg_pool_nd(0, kernel_size=2)
+        layers.avg_pool_nd(0, kernel_size=2)
 
 
 def _two_layer():
@@ -115,7 +115,7 @@ def test_checkpoint_same_output_and_gradients(flag):
     x.grad = None
 
     th.manual_seed(1)  # same dropout mask: the recomputation must replay the RNG
-    out = gnn.checkpoint(net, (x,), net.parameters(), flag)
+    out = layers.checkpoint(net, (x,), net.parameters(), flag)
     out.pow(2).sum().backward()
     grads = [p.grad for p in net.parameters()] + [x.grad]
     assert th.equal(out, ref)
@@ -131,7 +131,7 @@ def test_checkpoint_saves_fewer_tensors():
     def count_saved(flag):
         saved = []
         with th.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-            gnn.checkpoint(net, (x,), net.parameters(), flag)
+            layers.checkpoint(net, (x,), net.parameters(), flag)
         return len(saved)
 
     assert count_saved(True) < count_saved(False)

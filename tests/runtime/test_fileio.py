@@ -1,3 +1,5 @@
+"""Atomic writes."""
+
 import os
 
 import numpy as np

@@ -1,11 +1,13 @@
+"""The embedded digits: arrays, splits, rendering, materialised folders."""
+
 import os
 
+from PIL import Image
 import numpy as np
 import pytest
-from PIL import Image
 
 from guided_diffusion.data import digits as digits
-from guided_diffusion.image_datasets import classes_from_file_names, list_image_files_recursively
+from guided_diffusion.data.image_folder import classes_from_file_names, list_image_files_recursively
 
 
 def test_embedded_arrays_shape_range_and_class_counts():

@@ -1,28 +1,31 @@
-"""Strict checkpoint loading and the mismatch diagnostics of guided_diffusion.config.checkpoint."""
+"""Strict checkpoint loading and the mismatch diagnostics."""
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
 import torch as th
 
-from guided_diffusion import script_util as su
+from guided_diffusion.config import checkpoint, defaults, factory
 from guided_diffusion.config.checkpoint import (
     CheckpointMismatchError,
-    infer_flags,
     load_model_checkpoint,
     state_dict_from_file,
 )
 from guided_diffusion.runtime.fileio import atomic_torch_save
 
-BASE = {**su.model_and_diffusion_defaults(), "image_size": 32, "num_channels": 32,
+
+BASE = {**defaults.model_and_diffusion_defaults(), "image_size": 32, "num_channels": 32,
         "num_res_blocks": 1, "attention_resolutions": "8"}  # fmt: skip
-CLF = {**su.classifier_defaults(), "image_size": 32, "classifier_width": 64, "classifier_depth": 1}
-LAYOUT_DIR = Path(__file__).parent / "data" / "checkpoints"
+CLF = {**defaults.classifier_defaults(), "image_size": 32, "classifier_width": 64, "classifier_depth": 1}
+
+
+LAYOUT_DIR = Path(__file__).parents[1] / "data" / "checkpoints"
 
 
 def model_from(flags):
-    return su.create_model(**{k: v for k, v in flags.items() if k not in su.diffusion_defaults()
+    return factory.create_model(**{k: v for k, v in flags.items() if k not in defaults.diffusion_defaults()
                               or k == "learn_sigma"})  # fmt: skip
 
 
@@ -52,6 +55,18 @@ def test_loads_float32_checkpoint_into_fp16_model():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_model_checkpoint(model_from(BASE), str(tmp_path / "nope.pt"))
+
+
+def test_state_dict_from_file_is_the_weights_only_reader(tmp_path, monkeypatch):
+    th.save({"obj": object()}, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        state_dict_from_file(tmp_path / "evil.pt")
+    calls = []
+    real = checkpoint.load_state_dict
+    monkeypatch.setattr(checkpoint, "load_state_dict", lambda *a, **k: calls.append(k) or real(*a, **k))
+    th.save({"w": th.ones(2)}, tmp_path / "ok.pt")
+    assert th.equal(state_dict_from_file(tmp_path / "ok.pt")["w"], th.ones(2))
+    assert calls == [{"map_location": "cpu"}]
 
 
 def test_state_dict_from_file_rejects_non_state_dicts(tmp_path):
@@ -125,37 +140,25 @@ def test_missing_keys_listed_with_truncation():
     ],
 )
 def test_classifier_suggestions(change, expected):
-    model = su.create_classifier(**CLF)
-    ckpt = su.create_classifier(**{**CLF, **change})
+    model = factory.create_classifier(**CLF)
+    ckpt = factory.create_classifier(**{**CLF, **change})
     err = _error(model, ckpt, CLF, kind="classifier")
     assert f"matches the checkpoint exactly: {expected}" in str(err)
 
 
 def test_superres_checkpoint_into_base_model_names_kind():
-    sr_flags = {**su.sr_model_and_diffusion_defaults(), "large_size": 32, "small_size": 8,
+    sr_flags = {**defaults.sr_model_and_diffusion_defaults(), "large_size": 32, "small_size": 8,
                 "num_channels": 32, "num_res_blocks": 1, "attention_resolutions": "8"}  # fmt: skip
-    sr, _ = su.sr_create_model_and_diffusion(**sr_flags)
+    sr, _ = factory.sr_create_model_and_diffusion(**sr_flags)
     err = _error(model_from({**BASE, "channel_mult": "1,2,2,2"}), sr)
     assert "takes 6 channels" in str(err) and "sr" in str(err)
-
-
-def test_infer_flags_reads_released_layout():
-    layout = json.loads((LAYOUT_DIR / "64x64_diffusion.json").read_text())
-    shapes = {k: tuple(s) for k, s, _ in layout["state_dict"]}
-    inferred = {k: v for k, (v, _) in infer_flags(shapes, image_size=64).items()}
-    flags = layout["create_kwargs"]
-    assert inferred["num_channels"] == flags["num_channels"] == 192
-    assert inferred["num_res_blocks"] == 3 and inferred["channel_mult"] == (1, 2, 3, 4)
-    assert inferred["attention_resolutions"] == "32,16,8"
-    assert inferred["class_cond"] and inferred["learn_sigma"] and inferred["use_scale_shift_norm"]
-    assert inferred["resblock_updown"] is True
 
 
 def test_released_layout_diagnosed_from_default_flags():
     """The 256x256 class-conditional layout against default flags: one rebuild confirms all."""
     layout = json.loads((LAYOUT_DIR / "256x256_diffusion.json").read_text())
     shapes = {k: th.empty(s, device="meta") for k, s, _ in layout["state_dict"]}
-    flags = {**su.model_and_diffusion_defaults(), "image_size": 256}
+    flags = {**defaults.model_and_diffusion_defaults(), "image_size": 256}
     with th.device("meta"):
         model = model_from(flags)
     err = _error(model, shapes, flags)
@@ -170,10 +173,10 @@ def test_released_layout_diagnosed_from_default_flags():
 
 
 def test_superres_model_rebuilds_with_sr_factory():
-    sr_flags = {**su.sr_model_and_diffusion_defaults(), "large_size": 32, "small_size": 8,
+    sr_flags = {**defaults.sr_model_and_diffusion_defaults(), "large_size": 32, "small_size": 8,
                 "num_channels": 32, "num_res_blocks": 1, "attention_resolutions": "8"}  # fmt: skip
-    model, _ = su.sr_create_model_and_diffusion(**sr_flags)
-    ckpt, _ = su.sr_create_model_and_diffusion(**{**sr_flags, "class_cond": True})
+    model, _ = factory.sr_create_model_and_diffusion(**sr_flags)
+    ckpt, _ = factory.sr_create_model_and_diffusion(**{**sr_flags, "class_cond": True})
     err = _error(model, ckpt, sr_flags)  # kind "model" given, SuperResModel detected
     assert "'sr' network" in str(err)
     assert "matches the checkpoint exactly: --class_cond True" in str(err)

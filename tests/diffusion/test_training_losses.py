@@ -1,18 +1,17 @@
-"""Training losses, variational-bound terms and bits-per-dim, checked against independent math."""
+"""Training losses, the variational-bound terms and bits-per-dim."""
 
 import numpy as np
 import pytest
 import torch as th
 
-from guided_diffusion.gaussian_diffusion import (
-    GaussianDiffusion,
-    LossType,
-    ModelMeanType,
-    ModelVarType,
-    get_named_beta_schedule,
-)
+from guided_diffusion.diffusion.gaussian import GaussianDiffusion
+from guided_diffusion.diffusion.schedule import get_named_beta_schedule
+from guided_diffusion.diffusion.types import LossType, ModelMeanType, ModelVarType
+
 
 SHAPE = (4, 3, 4, 4)
+
+
 LN2 = np.log(2.0)
 
 
@@ -35,9 +34,6 @@ def oracle_model(d, x0, var_values=None):
         return eps if var_values is None else th.cat([eps, var_values], 1)
 
     return model
-
-
-# ---------------------------------------------------------------- independent reference math
 
 
 def gaussian_kl(m1, lv1, m2, lv2):
@@ -75,9 +71,6 @@ def reference_vb_bits(d, x0, xt, t, eps, v):
             term = gaussian_kl(q_mean, np.log(post_var_clipped), p_mean, p_logvar)
         out.append(term.mean() / LN2)
     return np.array(out)
-
-
-# ---------------------------------------------------------------- MSE losses
 
 
 @pytest.mark.parametrize("mean_type", list(ModelMeanType))
@@ -179,9 +172,6 @@ def test_vb_terms_bpd_returns_output_and_pred_xstart():
     # Exact mean and posterior variance: the KL terms vanish, the decoder term does not.
     assert out["output"][1:].abs().max() < 1e-4 and out["output"][0] > 0.01
     assert th.allclose(out["pred_xstart"], x0, atol=1e-4)
-
-
-# ---------------------------------------------------------------- bits per dim
 
 
 def test_prior_bpd_matches_closed_form():

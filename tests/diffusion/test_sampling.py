@@ -1,41 +1,21 @@
-"""Ancestral and DDIM steps, the sampling loop, guidance, random-draw order and noise_fn."""
+"""Ancestral and DDIM steps, the sampling loop, random-draw order and noise_fn."""
 
 import numpy as np
 import pytest
 import torch as th
 
-from guided_diffusion.gaussian_diffusion import (
-    GaussianDiffusion,
-    LossType,
-    ModelMeanType,
-    ModelVarType,
-    get_named_beta_schedule,
-)
-from guided_diffusion.respace import SpacedDiffusion, space_timesteps
+from guided_diffusion.diffusion.respacing import space_timesteps, SpacedDiffusion
+from guided_diffusion.diffusion.schedule import get_named_beta_schedule
+from guided_diffusion.diffusion.types import LossType, ModelMeanType, ModelVarType
+import diffusion_helpers
+from diffusion_helpers import LinearEps
+
+
+def make(T=20, schedule="cosine", **kwargs):
+    return diffusion_helpers.make(T, schedule, **kwargs)
+
 
 SHAPE = (2, 3, 4, 4)
-
-
-def make(T=20, var=ModelVarType.FIXED_LARGE, mean=ModelMeanType.EPSILON, rescale=False,
-         schedule="cosine"):
-    return GaussianDiffusion(betas=get_named_beta_schedule(schedule, T), model_mean_type=mean,
-                             model_var_type=var, loss_type=LossType.MSE,
-                             rescale_timesteps=rescale)
-
-
-class LinearEps(th.nn.Module):
-    """A deterministic eps-model: eps = w * x + t / 1000 (has a parameter, so a device)."""
-
-    def __init__(self, w=0.3, learned_var=False):
-        super().__init__()
-        self.w = th.nn.Parameter(th.tensor(w))
-        self.learned_var = learned_var
-
-    def forward(self, x, t, **kwargs):
-        eps = self.w * x + t.float().view(-1, *([1] * (x.dim() - 1))) / 1000
-        if self.learned_var:
-            return th.cat([eps, th.tanh(x)], 1)
-        return eps
 
 
 def randn_model(x, t, **kwargs):
@@ -45,9 +25,6 @@ def randn_model(x, t, **kwargs):
 
 def randn_cond_fn(x, t, **kwargs):
     return th.randn_like(x)
-
-
-# ---------------------------------------------------------------- random-draw order
 
 
 def test_p_sample_draw_order_model_noise_then_cond_fn():
@@ -134,9 +111,6 @@ def test_loop_uses_given_noise_and_device_for_parameterless_model():
         next(d.p_sample_loop_progressive(LinearEps(), 3))
 
 
-# ---------------------------------------------------------------- noise_fn hook
-
-
 @pytest.mark.parametrize("loop", ["p_sample_loop", "ddim_sample_loop"])
 def test_noise_fn_randn_like_reproduces_default_path(loop):
     d = make(T=8)
@@ -164,9 +138,6 @@ def test_noise_fn_zero_gives_the_mean_and_is_called_with_x():
         d.p_sample(LinearEps(), x, th.tensor([4, 4]), noise_fn=lambda z: th.zeros(3))
 
 
-# ---------------------------------------------------------------- DDIM inversion
-
-
 def test_ddim_reverse_then_forward_round_trips():
     # With a fixed eps (independent of x and t) the eta = 0 DDIM map is exactly invertible:
     # reverse steps 0 .. T-2 take x at index 0 to index T-1, the sampling loop brings it back.
@@ -190,45 +161,6 @@ def test_ddim_reverse_then_forward_round_trips():
 def test_ddim_reverse_rejects_nonzero_eta():
     with pytest.raises(ValueError, match="eta"):
         make().ddim_reverse_sample(LinearEps(), th.randn(SHAPE), th.tensor([1, 1]), eta=0.5)
-
-
-# ---------------------------------------------------------------- guidance
-
-
-def test_condition_mean_moves_mean_by_variance_times_grad():
-    d = make(T=30, var=ModelVarType.LEARNED_RANGE, rescale=True)
-    x = th.randn(SHAPE)
-    t = th.tensor([3, 17])
-    pmv = d.p_mean_variance(LinearEps(learned_var=True), x, t)
-    grad = th.randn(SHAPE)
-    seen = {}
-
-    def cond_fn(x_in, t_in, y=None):
-        seen.update(x=x_in, t=t_in, y=y)
-        return grad
-
-    new_mean = d.condition_mean(cond_fn, pmv, x, t, model_kwargs={"y": th.tensor([1, 2])})
-    assert th.equal(new_mean, pmv["mean"] + pmv["variance"] * grad)
-    assert seen["x"] is x and th.equal(seen["y"], th.tensor([1, 2]))
-    assert th.allclose(seen["t"], t.float() * 1000 / 30)  # the model's timestep scaling
-
-
-def test_condition_score_matches_formula():
-    d = make(T=30)
-    x = th.randn(SHAPE, dtype=th.float64)
-    t = th.tensor([3, 17])
-    pmv = d.p_mean_variance(LinearEps(), x.float(), t)
-    pmv = {k: v.double() for k, v in pmv.items()}
-    grad = th.randn(SHAPE, dtype=th.float64)
-    out = d.condition_score(lambda *a, **k: grad, pmv, x, t)
-
-    abar = th.tensor(d.alphas_cumprod[[3, 17]]).view(2, 1, 1, 1)
-    eps = (x - abar.sqrt() * pmv["pred_xstart"]) / (1 - abar).sqrt()
-    eps_new = eps - (1 - abar).sqrt() * grad
-    x0_new = (x - (1 - abar).sqrt() * eps_new) / abar.sqrt()  # not clipped again
-    assert th.allclose(out["pred_xstart"], x0_new, atol=1e-5)
-    assert th.allclose(out["mean"], d.q_posterior_mean_variance(x0_new, x, t)[0], atol=1e-5)
-    assert out["variance"] is pmv["variance"] and pmv["mean"] is not out["mean"]
 
 
 def test_p_sample_with_zero_grad_cond_fn_equals_unguided():

@@ -1,4 +1,4 @@
-"""Schedules, coefficient tables, q(x_t | x_0), the posterior and p_mean_variance."""
+"""GaussianDiffusion: q(x_t | x_0), the posterior, p_mean_variance and guidance."""
 
 import math
 
@@ -6,136 +6,15 @@ import numpy as np
 import pytest
 import torch as th
 
-from guided_diffusion import gaussian_diffusion as gd
-from guided_diffusion.gaussian_diffusion import (
-    GaussianDiffusion,
-    LossType,
-    ModelMeanType,
-    ModelVarType,
-    _extract_into_tensor,
-    betas_for_alpha_bar,
-    get_named_beta_schedule,
-)
-
-
-def make(T=50, schedule="linear", mean=ModelMeanType.EPSILON, var=ModelVarType.FIXED_LARGE,
-         loss=LossType.MSE, rescale=False):
-    return GaussianDiffusion(
-        betas=get_named_beta_schedule(schedule, T),
-        model_mean_type=mean,
-        model_var_type=var,
-        loss_type=loss,
-        rescale_timesteps=rescale,
-    )
-
-
-# ---------------------------------------------------------------- schedules
-
-
-@pytest.mark.parametrize("T", [20, 100, 1000])
-def test_linear_schedule_endpoints_and_constant_spacing(T):
-    betas = get_named_beta_schedule("linear", T)
-    scale = 1000 / T
-    assert betas.dtype == np.float64 and betas.shape == (T,)
-    assert betas[0] == pytest.approx(scale * 1e-4, rel=1e-12)
-    assert betas[-1] == pytest.approx(scale * 0.02, rel=1e-12)
-    step = (scale * 0.02 - scale * 1e-4) / (T - 1)
-    assert np.allclose(np.diff(betas), step, rtol=1e-9, atol=0)
-
-
-def test_linear_schedule_with_too_few_steps_raises():
-    with pytest.raises(ValueError, match="19"):
-        get_named_beta_schedule("linear", 19)
-
-
-def test_cosine_schedule_matches_closed_form_and_clip():
-    T = 1000
-    betas = get_named_beta_schedule("cosine", T)
-    f = lambda s: np.cos((s + 0.008) / 1.008 * np.pi / 2) ** 2
-    s = np.arange(T)
-    expected = np.minimum(1 - f((s + 1) / T) / f(s / T), 0.999)
-    assert np.allclose(betas, expected, rtol=1e-12, atol=0)
-    # abar(1) = cos(pi/2)^2 is ~0, so the final beta is clipped to 0.999 and no other is.
-    assert betas[-1] == 0.999 and (betas[:-1] < 0.999).all()
-    # Away from the clip, the cumulative product reproduces abar(t) / abar(0).
-    abar = np.cumprod(1 - betas)
-    assert np.allclose(abar[:-1], f((s[:-1] + 1) / T) / f(0), rtol=1e-9)
-
-
-def test_betas_for_alpha_bar_respects_max_beta():
-    betas = betas_for_alpha_bar(10, lambda t: 1 - t, max_beta=0.3)
-    # 1 - abar(t2)/abar(t1) = 1 - (1 - t2)/(1 - t1) = 0.1 / (1 - t1); the last would be 1.
-    expected = np.minimum([0.1 / (1 - i / 10) for i in range(10)], 0.3)
-    assert np.allclose(betas, expected)
-
-
-def test_unknown_schedule_names_allowed_ones():
-    with pytest.raises(ValueError) as err:
-        get_named_beta_schedule("quadratic", 100)
-    assert "quadratic" in str(err.value) and "linear" in str(err.value) and "cosine" in str(err.value)
-    assert isinstance(err.value, NotImplementedError)  # what the reference raised
-
-
-@pytest.mark.parametrize("betas", [[0.1, 1.5], [0.0, 0.1], [[0.1, 0.2]], []])
-def test_invalid_betas_raise_value_error(betas):
-    with pytest.raises(ValueError):
-        GaussianDiffusion(betas=betas, model_mean_type=ModelMeanType.EPSILON,
-                          model_var_type=ModelVarType.FIXED_LARGE, loss_type=LossType.MSE)
+from guided_diffusion.diffusion.gaussian import GaussianDiffusion
+from guided_diffusion.diffusion.types import LossType, ModelMeanType, ModelVarType
+from diffusion_helpers import LinearEps, make
 
 
 def test_invalid_enum_raises_value_error_listing_members():
     with pytest.raises(ValueError, match="EPSILON"):
         GaussianDiffusion(betas=[0.1, 0.2], model_mean_type="eps",
                           model_var_type=ModelVarType.FIXED_LARGE, loss_type=LossType.MSE)
-
-
-def test_enums_follow_reference_order_and_is_vb():
-    assert [m.value for m in ModelMeanType] == [1, 2, 3]
-    assert [m.name for m in ModelVarType] == ["LEARNED", "FIXED_SMALL", "FIXED_LARGE", "LEARNED_RANGE"]
-    assert [lt.is_vb() for lt in LossType] == [False, False, True, True]
-
-
-# ---------------------------------------------------------------- coefficient tables
-
-
-def test_coefficient_tables_are_float64_and_consistent():
-    d = make(T=30, schedule="cosine")
-    abar = np.cumprod(1 - d.betas)
-    names = ["betas", "alphas_cumprod", "alphas_cumprod_prev", "alphas_cumprod_next",
-             "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod",
-             "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
-             "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2"]
-    for name in names:
-        arr = getattr(d, name)
-        assert isinstance(arr, np.ndarray) and arr.dtype == np.float64 and arr.shape == (30,), name
-    assert d.num_timesteps == 30
-    assert np.allclose(d.alphas_cumprod, abar)
-    assert d.alphas_cumprod_prev[0] == 1.0 and np.allclose(d.alphas_cumprod_prev[1:], abar[:-1])
-    assert d.alphas_cumprod_next[-1] == 0.0 and np.allclose(d.alphas_cumprod_next[:-1], abar[1:])
-    assert np.allclose(d.sqrt_recip_alphas_cumprod * d.sqrt_alphas_cumprod, 1.0)
-    assert np.allclose(d.sqrt_recipm1_alphas_cumprod**2, 1 / abar - 1)
-    # Clipped log posterior variance: entry 0 (variance 0) reuses entry 1.
-    assert d.posterior_variance[0] == 0.0
-    assert d.posterior_log_variance_clipped[0] == np.log(d.posterior_variance[1])
-    assert np.allclose(d.posterior_log_variance_clipped[1:], np.log(d.posterior_variance[1:]))
-
-
-def test_extract_into_tensor_casts_float64_values_and_broadcasts():
-    arr = np.array([0.1, 1 / 3, 2 / 3, 0.9], dtype=np.float64)
-    t = th.tensor([3, 1])
-    out = _extract_into_tensor(arr, t, (2, 3, 4, 4))
-    assert out.dtype == th.float32 and out.shape == (2, 3, 4, 4)
-    assert out[0].eq(np.float32(0.9)).all() and out[1].eq(np.float32(1 / 3)).all()
-
-
-def test_extract_into_tensor_rank_mismatch_raises():
-    with pytest.raises(ValueError, match="dims"):
-        _extract_into_tensor(np.ones(4), th.zeros(2, 2, dtype=th.long), (2,))
-    with pytest.raises(ValueError, match="broadcast"):
-        _extract_into_tensor(np.ones(4), th.zeros(3, dtype=th.long), (2, 5))
-
-
-# ---------------------------------------------------------------- q(x_t | x_0) and posterior
 
 
 def test_q_sample_moments_match_forward_marginal():
@@ -182,9 +61,6 @@ def test_posterior_at_t0_returns_x0():
     x0, xt = th.randn(2, 3), th.randn(2, 3)
     mean, var, _ = d.q_posterior_mean_variance(x0, xt, th.tensor([0, 0]))
     assert th.allclose(mean, x0) and (var == 0).all()
-
-
-# ---------------------------------------------------------------- p_mean_variance
 
 
 def _const_model(out):
@@ -289,7 +165,42 @@ def test_predict_helpers_invert_each_other():
     assert th.allclose(d._predict_xstart_from_xprev(xt, t, xprev), x0, atol=1e-3)
 
 
-def test_module_exports_reference_names():
-    for name in ["get_named_beta_schedule", "betas_for_alpha_bar", "ModelMeanType", "ModelVarType",
-                 "LossType", "GaussianDiffusion", "_extract_into_tensor"]:
-        assert hasattr(gd, name)
+# ---------------------------------------------------------------- guidance
+
+SHAPE = (2, 3, 4, 4)
+
+
+def test_condition_mean_moves_mean_by_variance_times_grad():
+    d = make(T=30, var=ModelVarType.LEARNED_RANGE, rescale=True)
+    x = th.randn(SHAPE)
+    t = th.tensor([3, 17])
+    pmv = d.p_mean_variance(LinearEps(learned_var=True), x, t)
+    grad = th.randn(SHAPE)
+    seen = {}
+
+    def cond_fn(x_in, t_in, y=None):
+        seen.update(x=x_in, t=t_in, y=y)
+        return grad
+
+    new_mean = d.condition_mean(cond_fn, pmv, x, t, model_kwargs={"y": th.tensor([1, 2])})
+    assert th.equal(new_mean, pmv["mean"] + pmv["variance"] * grad)
+    assert seen["x"] is x and th.equal(seen["y"], th.tensor([1, 2]))
+    assert th.allclose(seen["t"], t.float() * 1000 / 30)  # the model's timestep scaling
+
+
+def test_condition_score_matches_formula():
+    d = make(T=30)
+    x = th.randn(SHAPE, dtype=th.float64)
+    t = th.tensor([3, 17])
+    pmv = d.p_mean_variance(LinearEps(), x.float(), t)
+    pmv = {k: v.double() for k, v in pmv.items()}
+    grad = th.randn(SHAPE, dtype=th.float64)
+    out = d.condition_score(lambda *a, **k: grad, pmv, x, t)
+
+    abar = th.tensor(d.alphas_cumprod[[3, 17]]).view(2, 1, 1, 1)
+    eps = (x - abar.sqrt() * pmv["pred_xstart"]) / (1 - abar).sqrt()
+    eps_new = eps - (1 - abar).sqrt() * grad
+    x0_new = (x - (1 - abar).sqrt() * eps_new) / abar.sqrt()  # not clipped again
+    assert th.allclose(out["pred_xstart"], x0_new, atol=1e-5)
+    assert th.allclose(out["mean"], d.q_posterior_mean_variance(x0_new, x, t)[0], atol=1e-5)
+    assert out["variance"] is pmv["variance"] and pmv["mean"] is not out["mean"]
