@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from guided_diffusion import logger
+from guided_diffusion.config.flags import FLAG_RULES
 from guided_diffusion.training import state as train_state
 from guided_diffusion.image_datasets import SuperResData, load_data
 
@@ -65,6 +66,42 @@ def _env(tmp_path, cache_dir, **extra):
                GUIDED_DIFFUSION_CACHE=cache_dir, PYTHONPATH=REPO)
     env.update(extra)
     return env
+
+
+# A value each rule refuses (0 where a positive count is needed; negatives other than -1 sentinels).
+_BAD_VALUES = {"positive": ["0", "-3"], "positive_or_-1": ["0", "-2"], "non_negative": ["-1"],
+               "probability": ["1.5"], "seed": ["-2"]}
+TRAIN_SCRIPTS = ("image_train.py", "classifier_train.py", "super_res_train.py")
+
+
+def _numeric_flags(script):
+    parser = runpy.run_path(os.path.join(REPO, "scripts", script))["create_argparser"]()
+    dests = {a.dest for a in parser._actions}
+    return sorted((flag, bad) for flag, rule in FLAG_RULES.items() if flag in dests for bad in _BAD_VALUES[rule])
+
+
+@pytest.mark.parametrize("script", TRAIN_SCRIPTS)
+def test_every_numeric_flag_is_checked_before_any_work(run_script, tmp_path, script):
+    cases = _numeric_flags(script)
+    assert {"batch_size", "microbatch", "log_interval", "save_interval"} <= {flag for flag, _ in cases}
+    for flag, bad in cases:
+        code, out = run_script(script, [f"--{flag}", bad], tmp_path / "log")
+        lines = out.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (flag, bad, out)
+        assert lines[0].startswith(f"{script}: error: --{flag} ") and float(lines[0].rsplit("got ", 1)[1]) == float(bad), lines[0]
+        assert not os.path.exists(tmp_path / "log"), (flag, "work started before the flag check")
+    if script != "classifier_train.py":
+        code, out = run_script(script, ["--ema_rate", "0.9,fast"], tmp_path / "log")
+        assert code == 2 and "--ema_rate" in out and not os.path.exists(tmp_path / "log")
+
+
+def test_batch_size_zero_exits_2_with_one_line(tmp_path, cache_dir):
+    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "image_train.py"), "--batch_size", "0"],
+                         capture_output=True, text=True, env=_env(tmp_path / "log", cache_dir), timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("image_train.py: error: --batch_size ") and out.stderr.endswith(", got 0\n")
+    assert out.stderr.count("\n") == 1
+    assert not os.path.exists(tmp_path / "log")
 
 
 def test_image_train_on_digits_writes_checkpoints_args_and_quartile_losses(run_script, tmp_path):

@@ -161,6 +161,7 @@ FLAG_HELP = {
     "num_classes": "labels come from [0, num_classes); 0 means every class the networks know",
     "base_samples": "npz of low-resolution samples (arr_0, and arr_1 labels for class-conditional models)",
     "samples": "npz of labelled samples to judge (arr_0 uint8 images, arr_1 labels)",
+    "random_flip": "horizontal flips: True/False, or auto (True for --data_dir, False for the digits)",
 }
 
 

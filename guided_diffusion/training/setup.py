@@ -1,10 +1,11 @@
 """
-Shared start-up for the training scripts: our new flags (--seed, --random_flip), seeding,
-choosing the data (a folder, or the embedded digits), and writing `args.json`.
+What a training script does around the loop: configure the logger, seed, choose the data,
+record the run in `args.json`, and turn a stop into the CLI's exit status; `train_diffusion` is
+all of image_train.py and super_res_train.py after flag parsing.
 
-`args.json` (in the log directory, written by rank 0) holds every flag after resolution
-(`seed` as actually used, `data_dir` / `val_data_dir` as actually read, `random_flip` as a
-bool) plus `"script"`, `"world_size"` and `"data_source"` ("data_dir" or "embedded-digits").
+`args.json` (written by rank 0) holds every flag after resolution (`seed` as actually used,
+`data_dir` / `val_data_dir` as actually read, `random_flip` as a bool) plus `"script"`,
+`"world_size"` and `"data_source"` ("data_dir" or "embedded-digits").
 """
 
 import json
@@ -15,19 +16,27 @@ import sys
 import numpy as np
 import torch as th
 
+from ..config.flags import args_to_dict, str2bool
+from ..data.digits import resolve_data_dir
+from ..data.image_folder import load_data
+from ..diffusion.timestep_sampler import create_named_schedule_sampler
+from ..runtime import distributed as dist_util
 from ..runtime import logger
+from ..runtime.cli import StoppedBySignal
+from ..runtime.fileio import atomic_write
+from .flags import DIFFUSION_LOOP_FLAGS
+from .loop import parse_ema_rates
+from .stopping import GracefulStop
 
 
-def add_training_flags(parser):
-    """Add --seed (-1: draw one and record it) and --random_flip (auto: on, off for digits)."""
-    parser.add_argument("--seed", type=int, default=-1, help="global seed; -1 draws one (recorded in args.json)")
-    parser.add_argument(
-        "--random_flip",
-        type=str,
-        default="auto",
-        help="horizontal flip augmentation: True/False, or auto (True for --data_dir, False for the embedded digits)",
-    )
-    return parser
+def start_run(args):
+    """
+    Everything before building the model: configure the logger and seed every RNG.
+
+    :param args: namespace with `seed` (replaced by the seed actually used).
+    """
+    logger.configure()
+    args.seed = seed_everything(args.seed, dist_util.get_rank())
 
 
 def seed_everything(seed, rank=0):
@@ -38,8 +47,6 @@ def seed_everything(seed, rank=0):
     :return: the base seed used.
     """
     if seed is None or seed < 0:
-        from ..runtime import distributed as dist_util
-
         seed = dist_util.mpi_comm().bcast(int.from_bytes(os.urandom(4), "little") % (2**31 - 1), root=0)
     s = int(seed) + int(rank)
     th.manual_seed(s)
@@ -50,27 +57,32 @@ def seed_everything(seed, rank=0):
 
 def resolve_flip(value, embedded):
     """--random_flip: "auto" means True for user folders, False for digits (mirrored digits aren't)."""
-    from ..config.flags import str2bool
-
     if str(value).lower() == "auto":
         return not embedded
     return str2bool(value)
 
 
-def choose_data_dir(data_dir, image_size, split="train"):
+def choose_data(args, image_size, with_val=False):
     """
-    :return: (folder, embedded) where embedded says the built-in digits were chosen.
-    """
-    from ..data.digits import resolve_data_dir
+    Resolve --data_dir (the embedded digits when empty), --random_flip and, with `with_val`,
+    --val_data_dir (the digits' held-out split when the digits are used and it is empty).
 
-    return resolve_data_dir(data_dir, image_size, split=split, log=logger.log)
+    :return: dict of the resolved data flags (`data_dir`, `random_flip`, `data_source`, and
+        `val_data_dir`), as recorded in args.json.
+    """
+    data_dir, embedded = resolve_data_dir(args.data_dir, image_size, split="train", log=logger.log)
+    chosen = dict(data_dir=data_dir, random_flip=resolve_flip(args.random_flip, embedded),
+                  data_source="embedded-digits" if embedded else "data_dir")
+    if with_val:
+        chosen["val_data_dir"] = args.val_data_dir
+        if embedded and not args.val_data_dir:
+            chosen["val_data_dir"], _ = resolve_data_dir("", image_size, split="heldout", log=logger.log)
+    logger.log(f"seed {args.seed}, random_flip {chosen['random_flip']}")
+    return chosen
 
 
 def write_args_json(args, **extra):
     """Write the resolved flags (plus `extra`) to `<log dir>/args.json` on rank 0."""
-    from ..runtime import distributed as dist_util
-    from ..runtime.fileio import atomic_write
-
     doc = dict(vars(args))
     doc.update(extra)
     doc.setdefault("script", os.path.basename(sys.argv[0]))
@@ -81,21 +93,55 @@ def write_args_json(args, **extra):
     return doc
 
 
-def fail(message, code=2):
-    """Print a user-facing error (no traceback) and exit with `code`."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
+def finish(loop):
+    """
+    :return: 0 when the loop ran to its end.
+    :raises StoppedBySignal: when a signal stopped it (exit 128 + signal, with what was saved).
+    """
+    if not loop.stopped_by:
+        return 0
+    name = GracefulStop.name(loop.stopped_by)
+    where = f"step {loop.global_step} is saved in {loop.blob_logdir()}"
+    raise StoppedBySignal(
+        loop.stopped_by, f"stopped by {name}: {where}; rerun the command with --resume_checkpoint auto to continue"
+    )
 
 
-def run_cli(main):
+def train_diffusion(args, model_flags, build, image_size, loop_cls, wrap_data=None):
     """
-    Run a script's main(): user errors (ValueError, FileNotFoundError) become one clear line on
-    stderr and exit status 2; a SIGTERM/SIGINT stop exits with 128 + signal number.
+    Train a diffusion (or super-resolution) model from parsed flags.
+
+    :param args: namespace of the diffusion training, model and run flags.
+    :param model_flags: the flags `build(**model_flags)` takes, returning (model, diffusion).
+    :param image_size: side of the training images.
+    :param loop_cls: the loop class, e.g. `train_util.TrainLoop` (whose patch points then apply).
+    :param wrap_data: optional callable applied to the batch iterator (super-resolution adds
+        `cond["low_res"]` with it).
+    :return: 0 when the run ended; raises StoppedBySignal on a stop (see `finish`).
     """
-    try:
-        code = main()
-    except (ValueError, FileNotFoundError) as e:
-        if os.environ.get("GUIDED_DIFFUSION_DEBUG"):
-            raise
-        fail(f"{e}\n(set GUIDED_DIFFUSION_DEBUG=1 to see the traceback)")
-    sys.exit(code or 0)
+    parse_ema_rates(args.ema_rate)
+    dist_util.setup_dist()
+    start_run(args)
+    data_flags = choose_data(args, image_size)
+    write_args_json(args, **data_flags)
+
+    logger.log("creating model and diffusion...")
+    model, diffusion = build(**model_flags)
+    model.to(dist_util.dev())
+
+    logger.log("creating data loader...")
+    data = load_data(data_dir=data_flags["data_dir"], batch_size=args.batch_size, image_size=image_size,
+                     class_cond=args.class_cond, random_flip=data_flags["random_flip"])
+
+    logger.log("training...")
+    loop = loop_cls(
+        model=model,
+        diffusion=diffusion,
+        data=wrap_data(data) if wrap_data else data,
+        schedule_sampler=create_named_schedule_sampler(args.schedule_sampler, diffusion),
+        resume_checkpoint=args.resume_checkpoint,
+        model_flags=model_flags,
+        **args_to_dict(args, DIFFUSION_LOOP_FLAGS),
+    )
+    loop.run_loop()
+    return finish(loop)

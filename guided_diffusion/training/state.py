@@ -3,7 +3,7 @@ Checkpoint names, discovery, and the small side file that makes resuming exact.
 
 A training checkpoint at global step N is the set of files
     model{N:06d}.pt, ema_{rate}_{N:06d}.pt (one per EMA rate), opt{N:06d}.pt
-(plain state dicts, as the original writes them) plus our side file
+(plain state dicts, as the original writes them) plus the side file
     train_state{N:06d}.json
 written last. The side file is JSON:
     {"format": 1, "step": N, "world_size": W, "lg_loss_scale": float or null,
@@ -21,6 +21,9 @@ import re
 
 import numpy as np
 import torch as th
+import torch.distributed as dist
+
+from ..runtime.fileio import atomic_write
 
 STATE_FORMAT = 1
 _MODEL_RE = re.compile(r"^model(\d+)\.pt$")
@@ -84,7 +87,7 @@ def checkpoint_is_complete(log_dir, step, ema_rates=(), need_opt=True, need_stat
 
 def find_latest_checkpoint(log_dir, ema_rates=(), need_opt=True):
     """
-    Path of the newest complete `model{N}.pt` in `log_dir`, or None. Steps with our side file
+    Path of the newest complete `model{N}.pt` in `log_dir`, or None. Steps with a side file
     are preferred; directories written by the original (no side files) also work.
     """
     steps = checkpoint_steps(log_dir)
@@ -179,8 +182,6 @@ def write_train_state(path, step, rank_states, lg_loss_scale=None, schedule_samp
 
     :param rank_states: list (one per rank, in rank order) of {"rng": ..., "data": ...}.
     """
-    from ..runtime.fileio import atomic_write
-
     doc = {
         "format": STATE_FORMAT,
         "step": int(step),
@@ -209,8 +210,6 @@ def gather_rank_states(data_state):
 
     :param data_state: this rank's JSON-able data position (or None).
     """
-    import torch.distributed as dist
-
     mine = {"rng": capture_rng_state(), "data": data_state}
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         states = [None] * dist.get_world_size()

@@ -3,11 +3,14 @@ Turn SIGTERM/SIGINT into a request that the training loop honours between steps 
 agreed across ranks so that every process stops after the same step.
 """
 
+import os
 import signal
 import threading
 
 import torch as th
 import torch.distributed as dist
+
+from ..runtime import distributed as dist_util
 
 
 class GracefulStop:
@@ -26,9 +29,8 @@ class GracefulStop:
     def _handler(self, signum, frame):
         if self.signum is None:
             self.signum = signum
-            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-        else:  # pragma: no cover - the handler is already restored after the first signal
-            signal.default_int_handler(signum, frame)
+            return
+        _call_previous(self._previous.get(signum, signal.SIG_DFL), signum, frame)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -51,8 +53,6 @@ class GracefulStop:
         """
         local = self.signum or 0
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            from ..runtime import distributed as dist_util
-
             flag = th.tensor([local], dtype=th.int64, device=dist_util.dev() if dist.get_backend() == "nccl" else "cpu")
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             local = int(flag.item())
@@ -66,32 +66,10 @@ class GracefulStop:
             return str(signum)
 
 
-def save_unless_saved(loop):
-    """
-    Save a training loop's current step unless that checkpoint is already on disk.
-
-    :param loop: has `step`, `resume_step`, `_last_saved` and `save()`.
-    """
-    if loop._last_saved != loop.step + loop.resume_step:
-        loop.save()
-
-
-def stop_if_requested(loop, stop):
-    """
-    Between steps: when any rank was asked to stop, record the signal in `loop.stopped_by`, save
-    the current step and log how to continue (a collective call, like `stop.requested()`).
-
-    :return: True when the loop should return now.
-    """
-    from ..runtime import logger
-
-    signum = stop.requested()
-    if not signum:
-        return False
-    loop.stopped_by = signum
-    save_unless_saved(loop)
-    logger.log(
-        f"received {GracefulStop.name(signum)}: saved step {loop.step + loop.resume_step} in "
-        f"{logger.get_dir()}; continue with --resume_checkpoint auto"
-    )
-    return True
+def _call_previous(previous, signum, frame):
+    """Act on a signal as the handler that was installed before GracefulStop would have."""
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)

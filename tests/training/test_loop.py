@@ -1,0 +1,175 @@
+"""The shared training loop: EMA, lr schedule, saves, stop and exact resume, whatever the loss step."""
+
+import csv
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch as th
+
+from guided_diffusion import logger
+from guided_diffusion.image_datasets import load_data
+from guided_diffusion.resample import LossSecondMomentResampler
+from guided_diffusion.training.diffusion import DiffusionTrainLoop
+from guided_diffusion.training.loop import TrainLoopBase, log_loss_dict, parse_ema_rates
+from train_helpers import StopAfter, digits8, logdir, make_loop, params, setup_model  # noqa: F401
+
+
+def _loop(model, diffusion, data, **kw):
+    return make_loop(DiffusionTrainLoop, model, diffusion, data, **kw)
+
+
+def test_parse_ema_rates():
+    assert parse_ema_rates("0.9999") == [0.9999]
+    assert parse_ema_rates("0.999, 0.9999") == [0.999, 0.9999]
+    assert parse_ema_rates(0.5) == [0.5]
+    assert parse_ema_rates("") == [] and parse_ema_rates(()) == []
+    with pytest.raises(ValueError, match="1.5"):
+        parse_ema_rates("1.5")
+    with pytest.raises(ValueError, match="ema_rate.*'fast'"):
+        parse_ema_rates("fast")
+
+
+def test_ema_update_formula(digits8, logdir):
+    model, diffusion, _ = setup_model()
+    data = load_data(data_dir=digits8, batch_size=4, image_size=8, seed=1)
+    loop = _loop(model, diffusion, data, ema_rate="0.9,0.5")
+    before = params(model)
+    loop.run_step(*next(data))
+    after = params(model)
+    for rate, ema in zip([0.9, 0.5], loop.ema_params):
+        for e, b, a in zip(ema, before, after):
+            th.testing.assert_close(e, rate * b + (1 - rate) * a, rtol=0, atol=1e-6)
+    assert any(not th.equal(b, a) for b, a in zip(before, after))
+
+
+def test_lr_anneals_linearly_to_zero_and_run_stops_at_anneal_steps(digits8, logdir):
+    model, diffusion, _ = setup_model()
+    data = load_data(data_dir=digits8, batch_size=4, image_size=8, seed=1)
+    loop = _loop(model, diffusion, data, lr=0.01, lr_anneal_steps=4, save_interval=1000)
+    seen = []
+    orig_step = loop.opt.step
+
+    def spy(*a, **k):
+        seen.append(loop.opt.param_groups[0]["lr"])
+        return orig_step(*a, **k)
+
+    loop.opt.step = spy
+    loop.run_loop()
+    assert seen == pytest.approx([0.01, 0.0075, 0.005, 0.0025])
+    assert loop.step == 4 and loop.last_saved_step == 4
+    names = set(os.listdir(logdir))
+    assert {"model000000.pt", "model000004.pt", "opt000004.pt", "ema_0.9_000004.pt", "train_state000004.json"} <= names
+    # checkpoints are plain float32 state dicts of the model, nothing else pickled
+    for name in ["model000004.pt", "ema_0.9_000004.pt"]:
+        sd = th.load(os.path.join(logdir, name), weights_only=True)
+        assert list(sd.keys()) == list(model.state_dict().keys())
+        assert all(v.dtype == th.float32 for v in sd.values())
+    th.testing.assert_close(th.load(os.path.join(logdir, "model000004.pt"), weights_only=True), model.state_dict())
+
+
+def test_log_loss_dict_means_per_quartile(logdir):
+    class D:
+        num_timesteps = 100
+
+    logger.dumpkvs()
+    ts = th.tensor([0, 24, 25, 99, 50])
+    log_loss_dict(D(), ts, {"loss": th.tensor([1.0, 3.0, 5.0, 7.0, 9.0])})
+    kv = logger.dumpkvs()
+    assert kv["loss"] == pytest.approx(5.0)
+    assert kv["loss_q0"] == pytest.approx(2.0) and kv["loss_q1"] == pytest.approx(5.0)
+    assert kv["loss_q2"] == pytest.approx(9.0) and kv["loss_q3"] == pytest.approx(7.0)
+
+
+class _Linear(th.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = th.nn.Parameter(th.tensor([1.0, -2.0, 3.0]))
+
+
+class _Batches:
+    def __next__(self):
+        return th.tensor([[2.0, -1.0, 0.5]]), {}
+
+
+class _LinearLossLoop(TrainLoopBase):
+    """Loss = w . x: the base loop with a loss step of known gradient x."""
+
+    total_steps = 3
+
+    def forward_backward(self, batch, cond):
+        self.mp_trainer.zero_grad()
+        loss = (self.model.w * batch[0]).sum()
+        self.log_losses(th.zeros(1, dtype=th.long), {"loss": loss.detach()[None]})
+        self.mp_trainer.backward(loss)
+
+
+class _NoDiffusion:
+    num_timesteps = 1
+
+
+def test_base_loop_runs_any_loss_step_adam_moves_each_weight_by_lr_against_its_gradient(logdir):
+    model = _Linear()
+    loop = make_loop(_LinearLossLoop, model, _NoDiffusion(), _Batches(), batch_size=1, lr=0.1, ema_rate="0.5",
+                     log_interval=1, save_interval=2)
+    loop.run_loop()
+    # With a constant gradient g, every Adam step is lr * g / |g| (up to eps): 3 steps of 0.1.
+    expected = th.tensor([1.0, -2.0, 3.0]) - 0.3 * th.sign(th.tensor([2.0, -1.0, 0.5]))
+    th.testing.assert_close(model.w.detach(), expected, rtol=0, atol=1e-5)
+    assert loop.global_step == 3 and loop.last_saved_step == 3
+    assert sorted(n for n in os.listdir(logdir) if n.startswith("model")) == ["model000002.pt", "model000003.pt"]
+    ema = th.load(os.path.join(logdir, "ema_0.5_000003.pt"), weights_only=True)["w"]
+    w1, w2, w3 = (th.tensor([1.0, -2.0, 3.0]) - k * 0.1 * th.sign(th.tensor([2.0, -1.0, 0.5])) for k in (1, 2, 3))
+    th.testing.assert_close(ema, 0.125 * th.tensor([1.0, -2.0, 3.0]) + 0.125 * w1 + 0.25 * w2 + 0.5 * w3,
+                            rtol=0, atol=1e-5)
+    with open(os.path.join(logdir, "progress.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["samples"]) for r in rows] == [("0", "1"), ("1", "2"), ("2", "3")]
+    # loss_i = w_i . x, and each step lowers it by lr * |x|_1 = 0.35
+    assert [float(r["loss"]) for r in rows] == pytest.approx([5.5, 5.15, 4.8], abs=1e-5)
+
+
+def test_base_loop_needs_a_loss_step(logdir):
+    loop = make_loop(TrainLoopBase, _Linear(), _NoDiffusion(), _Batches(), batch_size=1)
+    with pytest.raises(NotImplementedError):
+        loop.run_step(*next(_Batches()))
+
+
+@pytest.mark.parametrize("flag", ["log_interval", "save_interval"])
+def test_non_positive_intervals_are_refused(flag, logdir):
+    with pytest.raises(ValueError, match=f"--{flag} must be > 0, got 0"):
+        make_loop(_LinearLossLoop, _Linear(), _NoDiffusion(), _Batches(), batch_size=1, **{flag: 0})
+
+
+def _run_until(digits8, total, stop_after=None, resume=""):
+    model, diffusion, flags = setup_model(seed=5, dropout=0.1)
+    sampler = LossSecondMomentResampler(diffusion, history_per_term=1)
+    data = load_data(data_dir=digits8, batch_size=4, image_size=8, class_cond=False, random_crop=True)
+    if stop_after:
+        data = StopAfter(data, stop_after)
+    loop = _loop(model, diffusion, data, lr_anneal_steps=total, save_interval=1000, schedule_sampler=sampler,
+                 resume_checkpoint=resume, ema_rate="0.9,0.99", model_flags=flags)
+    loop.run_loop()
+    return loop
+
+
+def test_exact_resume_k_plus_k_equals_2k(digits8, tmp_path):
+    k = 2
+    logger.configure(dir=str(tmp_path / "straight"), format_strs=[])
+    straight = _run_until(digits8, 2 * k)
+
+    logger.configure(dir=str(tmp_path / "split"), format_strs=[])
+    first = _run_until(digits8, 2 * k, stop_after=k)
+    assert first.stopped_by == signal.SIGTERM and first.step == k
+    assert os.path.exists(tmp_path / "split" / f"train_state{k:06d}.json")
+    resumed = _run_until(digits8, 2 * k, resume="auto")
+    assert resumed.resume_step == k and resumed.step == k
+
+    for a, b in zip(params(straight.model), params(resumed.model)):
+        assert th.equal(a, b)
+    for ema_a, ema_b in zip(straight.ema_params, resumed.ema_params):
+        for a, b in zip(ema_a, ema_b):
+            assert th.equal(a, b)
+    assert np.array_equal(straight.schedule_sampler._loss_history, resumed.schedule_sampler._loss_history)
+    assert straight.data.consumed == resumed.data.consumed == 2 * k
