@@ -32,15 +32,21 @@ def str2bool(v):
     )
 
 
-def add_dict_to_argparser(parser, default_dict):
-    """Add a --key flag per entry, typed by the default (bools parse with str2bool)."""
+def add_dict_to_argparser(parser, default_dict, help_text=None):
+    """
+    Add a --key flag per entry, typed by the default (bools parse with str2bool).
+
+    :param help_text: optional flag -> help, for a script whose flag means something other
+                      than its `FLAG_HELP` entry (e.g. --data_dir of image_interpolate.py).
+    """
+    help_text = {**FLAG_HELP, **(help_text or {})}
     for k, v in default_dict.items():
         v_type = type(v)
         if v is None:
             v_type = str
         elif isinstance(v, bool):
             v_type = str2bool
-        parser.add_argument(f"--{k}", default=v, type=v_type, help=FLAG_HELP.get(k))
+        parser.add_argument(f"--{k}", default=v, type=v_type, help=help_text.get(k))
 
 
 def args_to_dict(args, keys):
@@ -96,6 +102,10 @@ def _sentinel_or_non_negative(v):
     return v >= 0 or v == -1
 
 
+def _at_least_two(v):
+    return v >= 2
+
+
 # rule name -> (predicate, phrase for the error)
 RULES = {
     "positive": (_positive, "must be a positive integer"),  # every flag with this rule counts something
@@ -103,6 +113,8 @@ RULES = {
     "non_negative": (_non_negative, "must be >= 0"),
     "probability": (_probability, "must be in [0, 1)"),
     "seed": (_sentinel_or_non_negative, "must be >= 0, or -1 to draw a fresh seed"),
+    "step_or_-1": (_sentinel_or_non_negative, "must be a step of the process (>= 0), or -1 for half the steps"),
+    "at_least_2": (_at_least_two, "must be >= 2 (lambda runs from 0 to 1, both ends included)"),
 }
 
 # Every numeric flag of every script, with the values it can take. Flags not listed here
@@ -137,6 +149,10 @@ FLAG_RULES = {
     "eta": "non_negative",
     "seed": "seed",
     "num_classes": "non_negative",
+    "save_trajectory": "non_negative",
+    # interpolation
+    "num_lambdas": "at_least_2",
+    "interp_t": "step_or_-1",
 }
 
 FLAG_HELP = {
@@ -162,6 +178,8 @@ FLAG_HELP = {
     "base_samples": "npz of low-resolution samples (arr_0, and arr_1 labels for class-conditional models)",
     "samples": "npz of labelled samples to judge (arr_0 uint8 images, arr_1 labels)",
     "random_flip": "horizontal flips: True/False, or auto (True for --data_dir, False for the digits)",
+    "save_trajectory": "also save PNG strips of x_t and predicted x_0 at this many timesteps for the "
+                       "first grid of samples (0: off)",
 }
 
 

@@ -92,7 +92,7 @@ def _check_shard(dataset, batch_size, source):
     """
     short = len(dataset) < batch_size
     for path in dataset.local_images[: None if short else 1]:
-        _open_rgb(path)
+        open_rgb(path)
     if short:
         raise ValueError(
             f"{source}, so reader {dataset.shard} of {dataset.num_shards} gets {len(dataset)}, "
@@ -155,7 +155,12 @@ def classes_from_file_names(paths):
     return [index[x] for x in class_names]
 
 
-def _open_rgb(path):
+def open_rgb(path):
+    """
+    Decode one image file (local or blobfile URL) as an RGB PIL image, at its stored size.
+
+    :raises ValueError: naming the file when it cannot be decoded.
+    """
     try:
         if "://" in path:
             import blobfile as bf
@@ -170,6 +175,9 @@ def _open_rgb(path):
         return pil_image.convert("RGB")
     except Exception as e:  # PIL raises many different types for corrupt files
         raise ValueError(f"cannot decode image {path!r}: {type(e).__name__}: {e}") from e
+
+
+_open_rgb = open_rgb  # the name the image_datasets face re-exports
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -193,7 +201,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, item):
         idx, rng = item if isinstance(item, tuple) else (item, random)
         path = self.local_images[idx]
-        pil_image = _open_rgb(path)
+        pil_image = open_rgb(path)
         if self.random_crop:
             arr = random_crop_arr(pil_image, self.resolution, rng=rng)
         else:

@@ -22,12 +22,17 @@ def grid_layout(n, max_cols=8):
     return (n + cols - 1) // cols, cols
 
 
+def caption_text(value):
+    """A cell caption: an integer label as its digits, a string as it is."""
+    return value if isinstance(value, str) else str(int(value))
+
+
 def make_grid(images, labels=None, max_images=64, max_cols=8, min_cell=64):
     """
     Tile images into one PIL image.
 
     :param images: uint8 array [N, H, W, 3].
-    :param labels: optional int array [N].
+    :param labels: optional captions [N]: int labels, or strings (e.g. interpolation lambdas).
     :param max_images: keep only the first this many.
     :param max_cols: columns of the grid.
     :param min_cell: enlarge each image by an integer factor until its side is at least this.
@@ -55,7 +60,7 @@ def make_grid(images, labels=None, max_images=64, max_cols=8, min_cell=64):
         big = images[i].repeat(scale, axis=0).repeat(scale, axis=1)
         sheet.paste(Image.fromarray(big), (x0, y0))
         if labels is not None:
-            draw.text((x0 + 1, y0 + h * scale), str(int(labels[i])), fill=(0, 0, 0))
+            draw.text((x0 + 1, y0 + h * scale), caption_text(labels[i]), fill=(0, 0, 0))
     return sheet, scale, cell_w, cell_h
 
 
@@ -73,6 +78,6 @@ def save_grid(path, images, labels=None, **kwargs):
     n = min(len(images), kwargs.get("max_images", 64))
     info = PngInfo()
     if labels is not None:
-        info.add_text("labels", ",".join(str(int(v)) for v in np.asarray(labels)[:n]))
+        info.add_text("labels", ",".join(caption_text(v) for v in list(labels)[:n]))
     atomic_write(path, lambda f: sheet.save(f, format="PNG", pnginfo=info))
     return n

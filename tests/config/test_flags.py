@@ -30,7 +30,8 @@ def test_flags_are_typed_by_their_default():
 
 @pytest.mark.parametrize("flag,value", [("batch_size", "0"), ("batch_size", "-1"), ("num_samples", "0"),
                                         ("microbatch", "0"), ("microbatch", "-2"), ("dropout", "1.0"),
-                                        ("lr", "-0.1"), ("seed", "-2"), ("save_interval", "0")])
+                                        ("lr", "-0.1"), ("seed", "-2"), ("save_interval", "0"),
+                                        ("num_lambdas", "1"), ("interp_t", "-2"), ("save_trajectory", "-1")])
 def test_bad_count_names_the_flag(flag, value):
     default = {"microbatch": -1, "seed": -1, "dropout": 0.0, "lr": 1e-4}.get(flag, 1)
     p = _parser(**{flag: default})
@@ -38,10 +39,17 @@ def test_bad_count_names_the_flag(flag, value):
         parse_and_validate(p, [f"--{flag}", value])
 
 
-@pytest.mark.parametrize("flag", ["microbatch", "num_heads_upsample", "num_head_channels", "seed"])
+@pytest.mark.parametrize("flag", ["microbatch", "num_heads_upsample", "num_head_channels", "seed", "interp_t"])
 def test_minus_one_sentinels_are_accepted(flag):
     args = parse_and_validate(_parser(**{flag: 4}), [f"--{flag}", "-1"])
     assert getattr(args, flag) == -1
+
+
+def test_a_script_may_override_the_shared_help():
+    p = argparse.ArgumentParser()
+    add_dict_to_argparser(p, {"data_dir": "", "batch_size": 1}, {"data_dir": "two source images"})
+    text = p.format_help()
+    assert "two source images" in text and "images per step" in text
 
 
 def test_every_rule_name_exists():

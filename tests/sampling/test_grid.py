@@ -27,3 +27,20 @@ def test_grid_cells_hold_the_upscaled_images_and_labels(tmp_path):
         assert im.text["labels"] == ",".join(str(3 * i) for i in range(10))
 
 
+
+
+def test_string_captions_are_drawn_and_recorded_as_given(tmp_path):
+    imgs = np.zeros((3, 8, 8, 3), np.uint8)
+    captions = ["A", "0.50", "B"]
+    sheet, _, cw, ch = make_grid(imgs, captions, max_cols=3, min_cell=32)
+    arr = np.asarray(sheet)
+    caption_rows = arr[PAD + 32 : PAD + ch]
+    assert (caption_rows < 128).any()  # some text was drawn under the cells
+    blank = np.asarray(make_grid(imgs, ["", "", ""], max_cols=3, min_cell=32)[0])
+    assert not np.array_equal(arr, blank)
+    path = str(tmp_path / "c.png")
+    save_grid(path, imgs, captions, max_cols=3)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.text["labels"] == "A,0.50,B"
