@@ -38,7 +38,7 @@ DIFFUSION_FLAGS = dict(
 )
 CLASSIFIER_FLAGS = dict(
     image_size=IMAGE_SIZE, classifier_width=64, classifier_depth=1, classifier_channel_mult="1,2",
-    classifier_attention_resolutions="4", classifier_pool="attention",
+    classifier_attention_resolutions="4", classifier_pool="attention", num_classes=NUM_CLASSES,
 )
 EMA_RATE = "0.995"
 # name -> (classifier scale, sampler flags); every run uses the same seed, hence the same noise
@@ -223,7 +223,7 @@ def sample_and_score(name, scale, sampler, out, size, models, reference, ref_sta
     else:
         flags = dict(DIFFUSION_FLAGS, **CLASSIFIER_FLAGS, **sampler, model_path=models["diffusion"],
                      classifier_path=models["guide"], classifier_scale=scale, num_samples=n,
-                     batch_size=size["sample_batch"], class_labels="balanced", num_classes=NUM_CLASSES,
+                     batch_size=size["sample_batch"], class_labels="balanced",
                      seed=0, output_dir=run_dir, progress=False)
         run_stage(f"[4/6] sampling {name}: classifier scale {scale}, {sampler}", "classifier_sample.py",
                   flags, os.path.join(run_dir, "sample.log"), launcher=launcher)
@@ -250,7 +250,7 @@ def sample_and_score(name, scale, sampler, out, size, models, reference, ref_sta
 def judge_accuracy(npz, judge_ckpt, log_path):
     """The clean classifier's agreement with the labels in `npz` (classifier_accuracy.py)."""
     text = run_stage(f"[5/6] judging {os.path.basename(npz)}", "classifier_accuracy.py",
-                     dict(CLASSIFIER_FLAGS, samples=npz, classifier_path=judge_ckpt, num_classes=NUM_CLASSES),
+                     dict(CLASSIFIER_FLAGS, samples=npz, classifier_path=judge_ckpt),
                      log_path)
     return parse_metrics(text, ["Accuracy"])["Accuracy"]
 

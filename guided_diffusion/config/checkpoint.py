@@ -14,12 +14,34 @@ import os
 import torch as th
 
 from . import factory
-from .defaults import CHANNEL_MULT_BY_SIZE
+from .defaults import (
+    CHANNEL_MULT_BY_SIZE,
+    classifier_and_diffusion_defaults,
+    model_and_diffusion_defaults,
+    sr_model_and_diffusion_defaults,
+)
 from .flags import parse_list_flag
+from .run_record import find_run_record
 from ..models.layout import compare_state_dicts, infer_flags, layout_shape
 from ..runtime.distributed import load_state_dict
 
 _SHOW = 5  # keys listed per category
+
+# The flags of each kind, as its factory takes them.
+_KIND_FLAGS = {
+    "model": model_and_diffusion_defaults,
+    "classifier": classifier_and_diffusion_defaults,
+    "sr": sr_model_and_diffusion_defaults,
+}
+# Flags a checkpoint's parameters cannot tell, per kind (the network is convolutional and never
+# sees the schedule); the run record holds them.
+_NOT_IN_PARAMETERS = {
+    "model": ("image_size", "noise_schedule", "diffusion_steps"),
+    "classifier": ("image_size", "noise_schedule", "diffusion_steps"),
+    "sr": ("large_size", "small_size", "noise_schedule", "diffusion_steps"),
+}
+# Recorded flags that do not shape the network or the process it was trained for.
+_RUNTIME_FLAGS = ("timestep_respacing", "use_fp16", "classifier_use_fp16", "use_checkpoint")
 
 _KIND_ALIASES = {
     "model": "model",
@@ -77,7 +99,7 @@ def state_dict_from_file(path):
     return state_dict
 
 
-def load_model_checkpoint(model, path_or_state_dict, flags=None, kind="model"):
+def load_model_checkpoint(model, path_or_state_dict, flags=None, kind="model", path=None):
     """
     Load a checkpoint into `model` strictly (no renaming, no missing or extra keys).
 
@@ -88,24 +110,32 @@ def load_model_checkpoint(model, path_or_state_dict, flags=None, kind="model"):
         name flag values that make the model match the checkpoint.
     :param kind: "model", "classifier" or "sr" (super-resolution): which factory the
         flags belong to.
+    :param path: the file an already loaded state dict came from; like a path given as
+        `path_or_state_dict`, its folder is searched for the run record (`run_record`).
     :return: the model.
-    :raises CheckpointMismatchError: when keys or shapes differ.
+    :raises CheckpointMismatchError: when keys or shapes differ; the message names the flags
+        that probably differ, the run record's values where there is one, and the flags the
+        parameters cannot tell (image size, schedule) where there is none.
     """
     if kind not in _KIND_ALIASES:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(_KIND_ALIASES)}")
     kind = _KIND_ALIASES[kind]
     if kind == "model" and (type(model).__name__ == "SuperResModel" or "large_size" in (flags or {})):
         kind = "sr"
-    source = "state dict"
     if isinstance(path_or_state_dict, (str, os.PathLike)):
-        source = repr(os.fspath(path_or_state_dict))
-        state_dict = state_dict_from_file(path_or_state_dict)
+        path = path_or_state_dict
+        state_dict = state_dict_from_file(path)
     else:
         state_dict = path_or_state_dict
+    source = "state dict" if path is None else repr(os.fspath(path))
     missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state_dict)
     if missing or unexpected or mismatched:
-        suggestions, exact = suggest_flags(state_dict, model.state_dict(), flags, kind)
+        record, record_path = find_run_record(path) if path is not None else ({}, None)
+        suggestions, exact = suggest_flags(
+            state_dict, model.state_dict(), flags, kind, record=record, record_path=record_path
+        )
         message = _format_error(source, kind, missing, unexpected, mismatched, suggestions, exact)
+        message += "\n" + _not_in_parameters_note(kind, flags, record)
         raise CheckpointMismatchError(message, missing, unexpected, mismatched, suggestions)
     model.load_state_dict(state_dict, strict=True)
     return model
@@ -140,6 +170,21 @@ def _format_error(source, kind, missing, unexpected, mismatched, suggestions, ex
     if exact:
         lines.append("with these changes the model matches the checkpoint exactly: " + exact)
     return "\n".join(lines)
+
+
+def _not_in_parameters_note(kind, flags, record):
+    """A line naming the flags that only the run record can tell, or what the record gave."""
+    kind = _KIND_ALIASES.get(kind, kind)
+    names = _NOT_IN_PARAMETERS[kind]
+    unknown = [n for n in names if n not in record]
+    if not unknown:
+        return f"the run record gives {', '.join(f'--{n} {record[n]}' for n in names)}"
+    now = ", ".join(f"--{n} {flags[n]}" for n in unknown if n in (flags or {}))
+    return (
+        f"the parameters cannot tell {', '.join('--' + n for n in unknown)} and no run record "
+        f"(args.json or samples_*.json) beside the checkpoint gives them: pass the values it was "
+        f"trained with" + (f" (now {now})" if now else "")
+    )
 
 
 def _flag_text(value):
@@ -205,26 +250,35 @@ def _value_as_flag(generic, value, flags, name):
     return value
 
 
-def suggest_flags(ckpt_state_dict, model_state_dict, flags=None, kind="model"):
+def suggest_flags(ckpt_state_dict, model_state_dict, flags=None, kind="model", record=None,
+                  record_path=None):
     """
     Flags that probably differ between a model and a checkpoint.
 
+    :param flags: the flags the model was built from, or None when unknown.
+    :param record: the flags of the checkpoint's run record (`run_record.find_run_record`);
+        its values come first, read off `record_path`.
     :return: (list of (flag, value, reason), text of the flag changes that give an exact
               match or "" when none was found).
     """
     kind = _KIND_ALIASES.get(kind, kind)
     names = _FLAG_NAMES.get(kind, {})
     ckpt = {k: layout_shape(v) for k, v in ckpt_state_dict.items()}
-    image_size = None
-    if flags:
-        image_size = flags.get("large_size" if kind == "sr" else "image_size")
+    image_flag = "large_size" if kind == "sr" else "image_size"
+    record = {k: v for k, v in (record or {}).items() if k in _KIND_FLAGS[kind]() and k not in _RUNTIME_FLAGS}
+    image_size = record.get(image_flag, (flags or {}).get(image_flag))
     inferred_ckpt = infer_flags(ckpt, image_size)
     inferred_model = infer_flags(model_state_dict, image_size)
 
-    suggestions = []
+    suggestions = _record_suggestions(record, record_path, flags, kind, inferred_ckpt)
+    known = {n for n, _, _ in suggestions}
     for generic, (value, reason) in inferred_ckpt.items():
         name = names.get(generic, generic)
         model_value = inferred_model.get(generic, (None,))[0]
+        if name in known:
+            continue
+        if generic == "attention_resolutions" and image_flag not in record:
+            reason += f" at --{image_flag} {image_size}"
         if flags is not None:
             value = _value_as_flag(generic, value, flags, name)
             if value is None or flags.get(name) == value:
@@ -243,6 +297,19 @@ def suggest_flags(ckpt_state_dict, model_state_dict, flags=None, kind="model"):
     if flags is None:
         return suggestions, ""
     return _confirm_with_rebuilds(ckpt, flags, kind, names, suggestions)
+
+
+def _record_suggestions(record, record_path, flags, kind, inferred_ckpt):
+    """
+    The run record's values where they differ from `flags`; without flags, those the parameters
+    cannot tell and those the parameters show differently from the model.
+    """
+    if flags is None:
+        wanted = set(_NOT_IN_PARAMETERS[kind]) | {_FLAG_NAMES[kind].get(g, g) for g in inferred_ckpt}
+        chosen = {k: v for k, v in record.items() if k in wanted}
+    else:
+        chosen = {k: v for k, v in record.items() if flags.get(k) != v}
+    return [(k, v, f"recorded in {record_path}") for k, v in chosen.items()]
 
 
 def _confirm_with_rebuilds(ckpt, flags, kind, names, suggestions):

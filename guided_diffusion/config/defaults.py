@@ -6,7 +6,8 @@ of the released models and the channel-multiplier tables by image size.
 and diffusion processes from the same keys.
 """
 
-# Classes of the released class-conditional models and classifiers (ImageNet).
+# Classes of the released class-conditional models and classifiers (ImageNet); the default of
+# the num_classes flag.
 NUM_CLASSES = 1000
 
 # Default channel multipliers by image size (the original table, plus 32x32).
@@ -47,7 +48,7 @@ def classifier_defaults():
     """
     Defaults for classifier models. The reference's values were attention "16", no scale-shift
     norm and no ResBlock up/downsampling; the released classifiers use the values below.
-    `classifier_channel_mult` "" means the size table.
+    `classifier_channel_mult` "" means the size table; `num_classes` is the number of logits.
     """
     return dict(
         image_size=64,
@@ -59,11 +60,15 @@ def classifier_defaults():
         classifier_resblock_updown=True,
         classifier_pool="attention",
         classifier_channel_mult="",
+        num_classes=NUM_CLASSES,
     )
 
 
 def model_and_diffusion_defaults():
-    """Defaults for image training: the UNet's flags plus the diffusion flags."""
+    """
+    Defaults for image training: the UNet's flags plus the diffusion flags. `num_classes` is the
+    number of rows of the label embedding of a class_cond model (unused otherwise).
+    """
     res = dict(
         image_size=64,
         num_channels=128,
@@ -80,6 +85,7 @@ def model_and_diffusion_defaults():
         resblock_updown=False,
         use_fp16=False,
         use_new_attention_order=False,
+        num_classes=NUM_CLASSES,
     )
     res.update(diffusion_defaults())
     return res

@@ -54,6 +54,12 @@ def _attention_ds(attention_resolutions, image_size, flag):
     return tuple(image_size // int(res) for res in resolutions)
 
 
+def _num_classes(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"--num_classes must be a positive number of classes, got {value!r}")
+    return value
+
+
 def call_with_flags(fn, flags):
     """`fn(**flags)` restricted to the flags that are parameters of `fn`."""
     params = inspect.signature(fn).parameters
@@ -134,10 +140,12 @@ def create_model(
     resblock_updown=False,
     use_fp16=False,
     use_new_attention_order=False,
+    num_classes=NUM_CLASSES,
 ):
     """
     Build the diffusion UNet. `channel_mult` "" picks the size table (512, 256, 128, 64, 32);
-    `attention_resolutions` lists resolutions (e.g. "32,16,8").
+    `attention_resolutions` lists resolutions (e.g. "32,16,8"); with `class_cond` the label
+    embedding has `num_classes` rows.
     """
     channel_mult = _channel_mult(channel_mult, image_size, CHANNEL_MULT_BY_SIZE, "channel_mult")
     return UNetModel(**_unet_kwargs(locals()))
@@ -159,6 +167,7 @@ def sr_create_model(
     dropout,
     resblock_updown,
     use_fp16,
+    num_classes=NUM_CLASSES,
 ):
     """
     Build the super-resolution UNet at `large_size`; channel_mult comes from large_size
@@ -186,7 +195,7 @@ def _unet_kwargs(flags):
         ),
         dropout=flags["dropout"],
         channel_mult=flags["channel_mult"],
-        num_classes=NUM_CLASSES if flags["class_cond"] else None,
+        num_classes=_num_classes(flags["num_classes"]) if flags["class_cond"] else None,
         use_checkpoint=flags["use_checkpoint"],
         use_fp16=flags["use_fp16"],
         num_heads=flags["num_heads"],
@@ -208,8 +217,9 @@ def create_classifier(
     classifier_resblock_updown,
     classifier_pool,
     classifier_channel_mult="",
+    num_classes=NUM_CLASSES,
 ):
-    """Build the noisy-image classifier (64 channels per head, 1000 classes)."""
+    """Build the noisy-image classifier (64 channels per head, `num_classes` logits)."""
     attention_ds = _attention_ds(
         classifier_attention_resolutions, image_size, "classifier_attention_resolutions"
     )
@@ -221,7 +231,7 @@ def create_classifier(
         image_size=image_size,
         in_channels=3,
         model_channels=classifier_width,
-        out_channels=NUM_CLASSES,
+        out_channels=_num_classes(num_classes),
         num_res_blocks=classifier_depth,
         attention_resolutions=attention_ds,
         channel_mult=channel_mult,

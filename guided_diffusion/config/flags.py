@@ -133,6 +133,7 @@ FLAG_RULES = {
     "diffusion_steps": "positive",
     "classifier_width": "positive",
     "classifier_depth": "positive",
+    "num_classes": "positive",
     # training
     "batch_size": "positive",
     "microbatch": "positive_or_-1",
@@ -148,7 +149,6 @@ FLAG_RULES = {
     "num_samples": "positive",
     "eta": "non_negative",
     "seed": "seed",
-    "num_classes": "non_negative",
     "save_trajectory": "non_negative",
     # interpolation
     "num_lambdas": "at_least_2",
@@ -174,7 +174,8 @@ FLAG_HELP = {
     "eta": "DDIM eta: 0 is deterministic, 1 as noisy as ancestral sampling (needs --use_ddim True)",
     "progress": "show a tqdm progress bar on rank 0",
     "class_labels": "labels to sample: '' random per sample, 'balanced', or a comma list (cycled)",
-    "num_classes": "labels come from [0, num_classes); 0 means every class the networks know",
+    "num_classes": "classes of a class_cond model (label embedding rows) and of a classifier "
+                   "(logits); sampled labels come from [0, num_classes)",
     "base_samples": "npz of low-resolution samples (arr_0, and arr_1 labels for class-conditional models)",
     "samples": "npz of labelled samples to judge (arr_0 uint8 images, arr_1 labels)",
     "random_flip": "horizontal flips: True/False, or auto (True for --data_dir, False for the digits)",

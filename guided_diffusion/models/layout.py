@@ -44,7 +44,7 @@ def infer_flags(state_dict, image_size=None):
     :param state_dict: name -> tensor or shape.
     :param image_size: the image size, to turn attention downsample rates into resolutions.
     :return: dict generic flag -> (value, reason). Only what the layout determines: among
-        num_channels, class_cond, learn_sigma, use_scale_shift_norm,
+        num_channels, class_cond, num_classes, learn_sigma, use_scale_shift_norm,
         resblock_updown, pool, num_res_blocks, channel_mult, attention_resolutions.
     """
     sd = {k: layout_shape(v) for k, v in state_dict.items()}
@@ -57,6 +57,7 @@ def infer_flags(state_dict, image_size=None):
     blocks = _blocks(sd)
     out.update(_infer_resampling(sd, blocks))
     out.update(_infer_head(sd))
+    out.update(_infer_classifier_classes(sd))
     outs = sorted(i for (part, i) in blocks if part == "output_blocks")
     if outs:
         out.update(_infer_unet_levels(sd, blocks, outs, mc, image_size))
@@ -75,10 +76,12 @@ def _blocks(sd):
 
 
 def _infer_conditioning(sd):
-    """class_cond, learn_sigma and use_scale_shift_norm."""
+    """class_cond and num_classes, learn_sigma and use_scale_shift_norm."""
     out = {}
     if "label_emb.weight" in sd:
+        rows = sd["label_emb.weight"][0]
         out["class_cond"] = (True, "the checkpoint has label_emb")
+        out["num_classes"] = (rows, f"label_emb.weight has {rows} rows")
     else:
         out["class_cond"] = (False, "the checkpoint has no label_emb")
     if "out.2.weight" in sd and len(sd["out.2.weight"]) == 4:
@@ -121,6 +124,24 @@ def _infer_head(sd):
     if "out.2.weight" in sd and len(sd["out.2.weight"]) == 2:
         return {"pool": ("spatial", "the checkpoint head is Linear, ReLU, Linear")}
     return {}
+
+
+# The classifier's logits layer for each pool: the parameter whose first dimension is the count.
+_LOGITS = {
+    "attention": "out.2.c_proj.weight",
+    "adaptive": "out.3.weight",
+    "spatial": "out.2.weight",
+    "spatial_v2": "out.3.weight",
+}
+
+
+def _infer_classifier_classes(sd):
+    """num_classes of a classifier: the rows of its last layer."""
+    pool = _infer_head(sd).get("pool", (None,))[0]
+    key = _LOGITS.get(pool)
+    if key is None or key not in sd:
+        return {}
+    return {"num_classes": (sd[key][0], f"{key} has {sd[key][0]} outputs")}
 
 
 def _infer_unet_levels(sd, blocks, outs, mc, image_size):

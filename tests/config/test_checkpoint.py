@@ -180,3 +180,87 @@ def test_superres_model_rebuilds_with_sr_factory():
     err = _error(model, ckpt, sr_flags)  # kind "model" given, SuperResModel detected
     assert "'sr' network" in str(err)
     assert "matches the checkpoint exactly: --class_cond True" in str(err)
+
+
+# ---------------------------------------------------------------- the run record in the hint
+
+# The demo's 8x8 digits model: nothing in its parameters says 8x8 or cosine.
+DEMO = {**defaults.model_and_diffusion_defaults(), "image_size": 8, "num_channels": 64,
+        "num_res_blocks": 1, "channel_mult": "1,2", "attention_resolutions": "4",
+        "num_head_channels": 32, "learn_sigma": True, "noise_schedule": "cosine"}  # fmt: skip
+
+
+def _demo_checkpoint(folder, record=None, name="args.json"):
+    folder.mkdir(exist_ok=True)
+    path = folder / "model000100.pt"
+    atomic_torch_save(model_from(DEMO).state_dict(), str(path))
+    if record is not None:
+        (folder / name).write_text(json.dumps(record))
+    return path
+
+
+def _hint(path, flags=None, **kwargs):
+    flags = defaults.model_and_diffusion_defaults() if flags is None else flags
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_model_checkpoint(model_from(flags), str(path), flags=flags, **kwargs)
+    return str(info.value)
+
+
+def test_hint_for_8x8_checkpoint_with_its_args_json_names_image_size_8(tmp_path):
+    path = _demo_checkpoint(tmp_path / "run", {**DEMO, "script": "image_train.py", "lr": 1e-4})
+    msg = _hint(path)
+    assert "--image_size 8  (recorded in" in msg and "args.json" in msg
+    assert "--noise_schedule cosine" in msg
+    assert "--attention_resolutions 4" in msg  # resolutions read at the recorded size
+    exact = msg.split("matches the checkpoint exactly: ")[1].splitlines()[0].split()
+    assert "--image_size" in exact and exact[exact.index("--image_size") + 1] == "8"
+    assert "the run record gives --image_size 8, --noise_schedule cosine" in msg
+
+
+def test_hint_without_a_record_names_image_size_and_schedule(tmp_path):
+    msg = _hint(_demo_checkpoint(tmp_path / "run"))
+    assert "cannot tell --image_size, --noise_schedule, --diffusion_steps" in msg
+    assert "now --image_size 64, --noise_schedule linear, --diffusion_steps 1000" in msg
+    assert "--attention_resolutions 32 " in msg and "at --image_size 64" in msg
+
+
+def test_hint_reads_the_record_for_an_already_loaded_state_dict(tmp_path):
+    path = _demo_checkpoint(tmp_path / "run", DEMO)
+    flags = defaults.model_and_diffusion_defaults()
+    with pytest.raises(CheckpointMismatchError, match="--image_size 8  \\(recorded in"):
+        load_model_checkpoint(model_from(flags), th.load(path), flags=flags, path=path)
+
+
+def test_hint_reads_a_sampling_record_that_loaded_this_checkpoint(tmp_path):
+    record = {"config": {"script": "image_sample", "flags": {**DEMO, "model_path": "model000100.pt"}}}
+    path = _demo_checkpoint(tmp_path / "run", record, name="samples_4x8x8x3.json")
+    assert "--image_size 8  (recorded in" in _hint(path)
+    other = {"config": {"flags": {**DEMO, "model_path": "/elsewhere/other.pt"}}}
+    path = _demo_checkpoint(tmp_path / "run2", other, name="samples_4x8x8x3.json")
+    assert "cannot tell --image_size" in _hint(path)
+
+
+# ---------------------------------------------------------------- num_classes
+
+
+def test_ten_class_model_has_ten_rows_and_loads_strictly(tmp_path):
+    ten = {**BASE, "class_cond": True, "num_classes": 10}
+    src = model_from(ten)
+    assert src.label_emb.weight.shape == (10, 128)
+    path = tmp_path / "model000001.pt"
+    atomic_torch_save(src.state_dict(), str(path))
+    dst = load_model_checkpoint(model_from(ten), str(path), flags=ten)
+    assert th.equal(dst.label_emb.weight, src.label_emb.weight)
+    # Into the default 1000-class model it does not fit, and the hint names the count.
+    with pytest.raises(CheckpointMismatchError, match="--num_classes 10  \\(label_emb.weight has 10 rows"):
+        load_model_checkpoint(model_from({**ten, "num_classes": 1000}), str(path), flags={**ten, "num_classes": 1000})
+
+
+def test_ten_class_classifier_has_ten_logits_and_loads_strictly(tmp_path):
+    ten = {**CLF, "num_classes": 10}
+    src = factory.create_classifier(**ten)
+    assert src(th.randn(2, 3, 32, 32), th.tensor([0, 5])).shape == (2, 10)
+    dst = load_model_checkpoint(factory.create_classifier(**ten), src.state_dict(), flags=ten, kind="classifier")
+    assert th.equal(dst.out[2].c_proj.weight, src.out[2].c_proj.weight)
+    with pytest.raises(CheckpointMismatchError, match="--num_classes 10"):
+        load_model_checkpoint(factory.create_classifier(**CLF), src.state_dict(), flags=CLF, kind="classifier")

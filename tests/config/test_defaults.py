@@ -15,7 +15,7 @@ def test_model_and_diffusion_defaults_values():
         class_cond=False, use_checkpoint=False, use_scale_shift_norm=True, resblock_updown=False,
         use_fp16=False, use_new_attention_order=False, learn_sigma=False, diffusion_steps=1000,
         noise_schedule="linear", timestep_respacing="", use_kl=False, predict_xstart=False,
-        rescale_timesteps=False, rescale_learned_sigmas=False,
+        rescale_timesteps=False, rescale_learned_sigmas=False, num_classes=1000,
     )  # fmt: skip
     assert list(d)[:3] == ["image_size", "num_channels", "num_res_blocks"]
 
@@ -25,6 +25,7 @@ def test_classifier_and_sr_defaults_values():
         image_size=64, classifier_use_fp16=False, classifier_width=128, classifier_depth=2,
         classifier_attention_resolutions="32,16,8", classifier_use_scale_shift_norm=True,
         classifier_resblock_updown=True, classifier_pool="attention", classifier_channel_mult="",
+        num_classes=1000,
     )  # fmt: skip
     sr = defaults.sr_model_and_diffusion_defaults()
     assert sr["large_size"] == 256 and sr["small_size"] == 64

@@ -56,7 +56,7 @@ def test_create_model_own_keyword_defaults():
         channel_mult="", learn_sigma=False, class_cond=False, use_checkpoint=False,
         attention_resolutions="16", num_heads=1, num_head_channels=-1, num_heads_upsample=-1,
         use_scale_shift_norm=False, dropout=0, resblock_updown=False, use_fp16=False,
-        use_new_attention_order=False,
+        use_new_attention_order=False, num_classes=1000,
     )  # fmt: skip
 
 
@@ -119,3 +119,16 @@ def test_classifier_head_channels_error_names_width():
         factory.create_classifier(32, False, 96, 1, "16", True, True, "adaptive", classifier_channel_mult="2,1")
     clf = factory.create_classifier(8, False, 32, 1, "4", True, True, "attention", classifier_channel_mult="1,2")
     assert clf(th.randn(1, 3, 8, 8), th.tensor([1])).shape == (1, 1000)
+
+
+def test_num_classes_sets_label_rows_and_logits_and_must_be_positive():
+    with th.device("meta"):
+        model = factory.create_model(32, 32, 1, class_cond=True, num_classes=10)
+        released = factory.create_model(32, 32, 1, class_cond=True)
+        clf = factory.create_classifier(32, False, 64, 1, "8", True, True, "adaptive", num_classes=10)
+        uncond = factory.create_model(32, 32, 1, num_classes=0)  # unused without class_cond
+    assert model.label_emb.weight.shape == (10, 128) and released.label_emb.weight.shape == (1000, 128)
+    assert clf.out[3].weight.shape[0] == 10 and not hasattr(uncond, "label_emb")
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="--num_classes must be a positive"):
+            factory.create_model(32, 32, 1, class_cond=True, num_classes=bad)

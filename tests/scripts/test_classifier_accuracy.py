@@ -17,7 +17,7 @@ def judged(tmp_path_factory):
     """A perturbed tiny classifier, its checkpoint and its own t=0 predictions on random images."""
     tmp = tmp_path_factory.mktemp("judge")
     th.manual_seed(0)
-    classifier = perturb_and_save(build_classifier(), tmp / "classifier.pt", seed=1, std=0.2).eval()
+    classifier = perturb_and_save(build_classifier(num_classes=NUM_CLASSES), tmp / "classifier.pt", seed=1, std=0.2).eval()
     rng = np.random.RandomState(0)
     size = MODEL_FLAGS["image_size"]
     images = rng.randint(0, 256, size=(12, size, size, 3)).astype(np.uint8)

@@ -73,7 +73,7 @@ def ckpts(tmp_path_factory):
     paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "classifier", "sr")}
     perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
     perturb_and_save(build_model(class_cond=True)[0], paths["cond_model"], 1, 0.05)
-    perturb_and_save(build_classifier(), paths["classifier"], 2, 0.05)
+    perturb_and_save(build_classifier(num_classes=4), paths["classifier"], 2, 0.05)
     perturb_and_save(build_sr()[0], paths["sr"], 3, 0.05)
     return paths
 
@@ -169,7 +169,7 @@ def test_guidance_scale_zero_equals_unguided_for_same_seed(unguided, guided0):
 
 
 def _mean_requested_log_prob(ckpts, arrays):
-    classifier = build_classifier()
+    classifier = build_classifier(num_classes=4)
     classifier.load_state_dict(th.load(ckpts["classifier"], weights_only=True))
     classifier.eval()
     x = th.from_numpy(arrays["arr_0"]).float().permute(0, 3, 1, 2) / 127.5 - 1
