@@ -31,7 +31,11 @@ CLASSIFIER_HEAD_CHANNELS = 64
 
 
 def diffusion_defaults():
-    """Defaults for the diffusion process (shared by image and classifier training)."""
+    """
+    Defaults for the diffusion process (shared by image and classifier training).
+    noise_schedule: "linear", "cosine" or "sigmoid"; loss: "l2" (the original's MSE) or "l1" on
+    the mean term (see `diffusion.training_losses`).
+    """
     return dict(
         learn_sigma=False,
         diffusion_steps=1000,
@@ -41,6 +45,7 @@ def diffusion_defaults():
         predict_xstart=False,
         rescale_timesteps=False,
         rescale_learned_sigmas=False,
+        loss="l2",
     )
 
 

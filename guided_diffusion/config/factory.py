@@ -25,6 +25,7 @@ from .defaults import (
 from .flags import parse_list_flag
 from ..diffusion.respacing import SpacedDiffusion, space_timesteps
 from ..diffusion.schedule import get_named_beta_schedule
+from ..diffusion.training_losses import MEAN_LOSSES
 from ..diffusion.types import LossType, ModelMeanType, ModelVarType
 from ..models.encoder import EncoderUNetModel
 from ..models.unet import SuperResModel, UNetModel
@@ -270,8 +271,16 @@ def create_gaussian_diffusion(
     rescale_timesteps=False,
     rescale_learned_sigmas=False,
     timestep_respacing="",
+    loss="l2",
 ):
-    """Build the diffusion process; always a SpacedDiffusion (all steps when respacing is "")."""
+    """
+    Build the diffusion process; always a SpacedDiffusion (all steps when respacing is "").
+    `loss` "l2" or "l1" is the norm of the mean term (not used by the bound alone, `use_kl`).
+    """
+    if loss not in MEAN_LOSSES:
+        raise ValueError(f"--loss must be one of {', '.join(MEAN_LOSSES)}, got {loss!r}")
+    if use_kl and loss != "l2":
+        raise ValueError(f"--loss {loss} has no effect with --use_kl True (the bound alone is trained)")
     if use_kl:
         loss_type = LossType.RESCALED_KL
     elif rescale_learned_sigmas:
@@ -292,4 +301,5 @@ def create_gaussian_diffusion(
         model_var_type=model_var_type,
         loss_type=loss_type,
         rescale_timesteps=rescale_timesteps,
+        mean_loss=loss,
     )

@@ -156,6 +156,10 @@ FLAG_RULES = {
 }
 
 FLAG_HELP = {
+    "noise_schedule": "beta schedule: linear (DDPM), cosine (Nichol & Dhariwal) or sigmoid "
+                      "(Jabri et al. 2022; start -3, end 3, tau 1)",
+    "loss": "norm of the mean term: l2 (the original's MSE) or l1; with learn_sigma the vb term "
+            "is added unchanged",
     "data_dir": "folder of training images (default: the embedded handwritten digits)",
     "batch_size": "images per step (training) or per batch (sampling), on each process",
     "microbatch": "split each batch into chunks of this size for the forward pass (-1: no split)",

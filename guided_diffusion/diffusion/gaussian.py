@@ -47,9 +47,12 @@ class GaussianDiffusion(ReferenceNames):
     :param loss_type: a LossType: the training objective.
     :param rescale_timesteps: if True, feed the model floating-point timesteps scaled so that
                               they always range over [0, 1000).
+    :param mean_loss: "l2" (the reference's MSE) or "l1": the norm of the mean term of the MSE
+                      loss types (see `training_losses`).
     """
 
-    def __init__(self, *, betas, model_mean_type, model_var_type, loss_type, rescale_timesteps=False):
+    def __init__(self, *, betas, model_mean_type, model_var_type, loss_type, rescale_timesteps=False,
+                 mean_loss="l2"):
         check_enum(model_mean_type, ModelMeanType, "model_mean_type")
         check_enum(model_var_type, ModelVarType, "model_var_type")
         check_enum(loss_type, LossType, "loss_type")
@@ -57,6 +60,9 @@ class GaussianDiffusion(ReferenceNames):
         self.model_var_type = model_var_type
         self.loss_type = loss_type
         self.rescale_timesteps = rescale_timesteps
+        if mean_loss not in diffusion_losses.MEAN_LOSSES:
+            raise ValueError(f"mean_loss must be one of {diffusion_losses.MEAN_LOSSES}, got {mean_loss!r}")
+        self.mean_loss = mean_loss
 
         # float64 throughout for accuracy; values are cast to float32 only when extracted.
         self.betas = validate_betas(betas)

@@ -21,7 +21,11 @@ import torch as th
 
 from .types import UnknownNameError
 
-BETA_SCHEDULES = ("linear", "cosine")
+BETA_SCHEDULES = ("linear", "cosine", "sigmoid")
+
+# The sigmoid schedule's parameters (Jabri et al. 2022): the sigmoid is read on [start, end]
+# and sharpened by 1 / tau.
+SIGMOID_START, SIGMOID_END, SIGMOID_TAU = -3.0, 3.0, 1.0
 
 
 def get_named_beta_schedule(schedule_name, num_diffusion_timesteps):
@@ -29,7 +33,10 @@ def get_named_beta_schedule(schedule_name, num_diffusion_timesteps):
     Get a pre-defined beta schedule for the given name.
 
     "linear" is the DDPM schedule, scaled by 1000 / T so that it keeps its shape for any number
-    of steps; "cosine" is the schedule of Nichol & Dhariwal 2021 (Improved DDPM, Eq. 17).
+    of steps; "cosine" is the schedule of Nichol & Dhariwal 2021 (Improved DDPM, Eq. 17);
+    "sigmoid" is the sigmoid schedule of Jabri et al. 2022 ("Scalable Adaptive Computation for
+    Iterative Generation"), see `sigmoid_alpha_bar`, with start -3, end 3 and tau 1. Cosine and
+    sigmoid are discretized by `betas_for_alpha_bar` (betas capped at 0.999).
 
     :param schedule_name: one of BETA_SCHEDULES.
     :param num_diffusion_timesteps: T, the number of betas to produce (> 0).
@@ -59,9 +66,32 @@ def get_named_beta_schedule(schedule_name, num_diffusion_timesteps):
             num_diffusion_timesteps,
             lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2,
         )
+    if schedule_name == "sigmoid":
+        return betas_for_alpha_bar(num_diffusion_timesteps, sigmoid_alpha_bar)
     raise UnknownNameError(
         f"unknown beta schedule: {schedule_name!r}; allowed: {', '.join(BETA_SCHEDULES)}"
     )
+
+
+def sigmoid_alpha_bar(t, start=SIGMOID_START, end=SIGMOID_END, tau=SIGMOID_TAU):
+    """
+    The sigmoid schedule's abar(t) for t in [0, 1] (Jabri et al. 2022):
+
+        abar(t) = (s(end / tau) - s((start + t * (end - start)) / tau)) / (s(end / tau) - s(start / tau))
+
+    with s the logistic sigmoid; abar(0) = 1, abar(1) = 0, strictly decreasing. A smaller tau
+    or a wider [start, end] concentrates the noise change in the middle of the process.
+
+    :param t: diffusion time in [0, 1] (float).
+    :return: abar(t), a float in [0, 1].
+    """
+    v_start = _logistic(start / tau)
+    v_end = _logistic(end / tau)
+    return (v_end - _logistic((start + t * (end - start)) / tau)) / (v_end - v_start)
+
+
+def _logistic(x):
+    return 1.0 / (1.0 + math.exp(-x))
 
 
 def betas_for_alpha_bar(num_diffusion_timesteps, alpha_bar, max_beta=0.999):

@@ -5,6 +5,13 @@ The variational bound L = L_T + sum_{t>=1} L_{t-1} + L_0 (Ho et al. 2020, Eq. 5)
 bits per dimension: L_{t-1} is KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)), L_0 is the
 discretized Gaussian decoder NLL, L_T is the prior term KL(q(x_T | x_0) || N(0, I)).
 
+The mean term of the MSE loss types compares the model's mean channels with their target (eps,
+x_0 or the posterior mean, by model_mean_type) in the norm `diffusion.mean_loss`: "l2" (the
+reference, reported as "mse") or "l1" (mean absolute error, reported as "l1"). With a learned
+variance the hybrid loss of Nichol & Dhariwal 2021 is that mean term plus the vb term, which is
+unchanged by the norm (it is computed with the mean detached), so under "l1" the hybrid is
+L1(mean) + L_vb.
+
 As in `sampling`, each function takes the diffusion object first and calls its public
 (overridable) methods, so `SpacedDiffusion` only needs to wrap the model once.
 """
@@ -17,6 +24,9 @@ from .likelihood import discretized_gaussian_log_likelihood, normal_kl
 from ..models.layers import mean_flat
 
 _LN2 = np.log(2.0)
+
+# Norms of the mean term: "l2" is the reference's MSE.
+MEAN_LOSSES = ("l2", "l1")
 
 
 def vb_terms_bpd(diffusion, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None):
@@ -55,8 +65,8 @@ def training_losses(diffusion, model, x_start, t, model_kwargs=None, noise=None)
     :param t: the timesteps, shape [N] (int64).
     :param model_kwargs: extra keyword arguments for the model (e.g. "y").
     :param noise: optional Gaussian noise like x_start; drawn with `randn_like` when None.
-    :return: dict of [N] tensors: "loss" always; "mse" for the MSE losses; "vb" for the MSE
-             losses when the variance is learned.
+    :return: dict of [N] tensors: "loss" always; for the MSE loss types the mean term, "mse"
+             (mean_loss "l2") or "l1" (mean_loss "l1"), and "vb" when the variance is learned.
     """
     if model_kwargs is None:
         model_kwargs = {}
@@ -85,11 +95,14 @@ def training_losses(diffusion, model, x_start, t, model_kwargs=None, noise=None)
             f"model output shape {tuple(model_output.shape)} does not match the input "
             f"shape {tuple(x_start.shape)}"
         )
-    terms["mse"] = mean_flat((target - model_output) ** 2)
-    if "vb" in terms:
-        terms["loss"] = terms["mse"] + terms["vb"]
+    if diffusion.mean_loss == "l1":
+        mean_term = terms["l1"] = mean_flat((target - model_output).abs())
     else:
-        terms["loss"] = terms["mse"]
+        mean_term = terms["mse"] = mean_flat((target - model_output) ** 2)
+    if "vb" in terms:
+        terms["loss"] = mean_term + terms["vb"]
+    else:
+        terms["loss"] = mean_term
     return terms
 
 

@@ -15,7 +15,7 @@ def test_model_and_diffusion_defaults_values():
         class_cond=False, use_checkpoint=False, use_scale_shift_norm=True, resblock_updown=False,
         use_fp16=False, use_new_attention_order=False, learn_sigma=False, diffusion_steps=1000,
         noise_schedule="linear", timestep_respacing="", use_kl=False, predict_xstart=False,
-        rescale_timesteps=False, rescale_learned_sigmas=False, num_classes=1000,
+        rescale_timesteps=False, rescale_learned_sigmas=False, loss="l2", num_classes=1000,
     )  # fmt: skip
     assert list(d)[:3] == ["image_size", "num_channels", "num_res_blocks"]
 

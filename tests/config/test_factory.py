@@ -132,3 +132,16 @@ def test_num_classes_sets_label_rows_and_logits_and_must_be_positive():
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="--num_classes must be a positive"):
             factory.create_model(32, 32, 1, class_cond=True, num_classes=bad)
+
+
+def test_loss_flag_reaches_the_diffusion_and_is_checked():
+    assert factory.create_gaussian_diffusion(steps=50).mean_loss == "l2"
+    assert factory.create_gaussian_diffusion(steps=50, loss="l1").mean_loss == "l1"
+    small = {"image_size": 32, "num_channels": 32, "num_res_blocks": 1, "diffusion_steps": 50}
+    with th.device("meta"):
+        _, diffusion = factory.create_model_and_diffusion(**small, loss="l1", noise_schedule="sigmoid")
+    assert diffusion.mean_loss == "l1" and diffusion.num_timesteps == 50
+    with pytest.raises(ValueError, match="--loss must be one of l2, l1"):
+        factory.create_gaussian_diffusion(steps=50, loss="huber")
+    with pytest.raises(ValueError, match="--loss l1 has no effect with --use_kl"):
+        factory.create_gaussian_diffusion(steps=50, loss="l1", use_kl=True)

@@ -1,14 +1,17 @@
 """Beta schedules, betas validation, the coefficient tables and extract_into_tensor."""
 
+import math
+
 import numpy as np
 import pytest
 import torch as th
 
 from guided_diffusion.diffusion.gaussian import GaussianDiffusion
 from guided_diffusion.diffusion.schedule import (
-    extract_into_tensor,
     betas_for_alpha_bar,
+    extract_into_tensor,
     get_named_beta_schedule,
+    sigmoid_alpha_bar,
 )
 from guided_diffusion.diffusion.types import LossType, ModelMeanType, ModelVarType
 from diffusion_helpers import make
@@ -55,6 +58,7 @@ def test_unknown_schedule_names_allowed_ones():
     with pytest.raises(ValueError) as err:
         get_named_beta_schedule("quadratic", 100)
     assert "quadratic" in str(err.value) and "linear" in str(err.value) and "cosine" in str(err.value)
+    assert "sigmoid" in str(err.value)
     assert isinstance(err.value, NotImplementedError)  # what the reference raised
 
 
@@ -100,3 +104,30 @@ def testextract_into_tensor_rank_mismatch_raises():
         extract_into_tensor(np.ones(4), th.zeros(2, 2, dtype=th.long), (2,))
     with pytest.raises(ValueError, match="broadcast"):
         extract_into_tensor(np.ones(4), th.zeros(3, dtype=th.long), (2, 5))
+
+
+def _logistic(x):
+    return 1 / (1 + math.exp(-x))
+
+
+@pytest.mark.parametrize("T", [1, 10, 1000])
+def test_sigmoid_schedule_betas_in_open_unit_interval_and_alpha_bar_monotone(T):
+    betas = get_named_beta_schedule("sigmoid", T)
+    assert betas.dtype == np.float64 and betas.shape == (T,)
+    assert (betas > 0).all() and (betas < 1).all()
+    abar = np.cumprod(1 - betas)
+    assert (np.diff(abar) < 0).all() and 0 < abar[-1] <= abar[0] < 1
+
+
+def test_sigmoid_schedule_alpha_bar_matches_closed_form_at_three_points():
+    T = 1000
+    abar = np.cumprod(1 - get_named_beta_schedule("sigmoid", T))
+    s_start, s_end = _logistic(-3.0), _logistic(3.0)  # start -3, end 3, tau 1
+    for t in (0.25, 0.5, 0.75):
+        expected = (s_end - _logistic(-3.0 + 6.0 * t)) / (s_end - s_start)
+        # abar after step i is abar((i + 1) / T); only the last beta is capped at 0.999
+        assert abar[round(t * T) - 1] == pytest.approx(expected, rel=1e-12)
+    assert abar[T // 2 - 1] == pytest.approx(0.5, rel=1e-12)  # the sigmoid's symmetry point
+    assert sigmoid_alpha_bar(0.0) == 1.0 and sigmoid_alpha_bar(1.0) == 0.0
+    # a smaller tau keeps more signal early and less late
+    assert sigmoid_alpha_bar(0.25, tau=0.5) > sigmoid_alpha_bar(0.25) > sigmoid_alpha_bar(0.25, tau=2.0)

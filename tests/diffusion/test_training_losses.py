@@ -15,9 +15,10 @@ SHAPE = (4, 3, 4, 4)
 LN2 = np.log(2.0)
 
 
-def make(T=40, var=ModelVarType.FIXED_LARGE, mean=ModelMeanType.EPSILON, loss=LossType.MSE):
+def make(T=40, var=ModelVarType.FIXED_LARGE, mean=ModelMeanType.EPSILON, loss=LossType.MSE,
+         mean_loss="l2"):
     return GaussianDiffusion(betas=get_named_beta_schedule("cosine", T), model_mean_type=mean,
-                             model_var_type=var, loss_type=loss)
+                             model_var_type=var, loss_type=loss, mean_loss=mean_loss)
 
 
 def x0_batch(seed=0):
@@ -198,3 +199,56 @@ def test_calc_bpd_loop_shapes_order_and_total():
     # Columns run from t = T-1 down to t = 0: with the oracle only the decoder term (last) is >0.
     assert out["vb"][:, :-1].abs().max() < 1e-3 and (out["vb"][:, -1] > 0.01).all()
     assert out["mse"].max() < 1e-6 and out["xstart_mse"].max() < 1e-6
+
+
+# ---------------------------------------------------------------- the L1 mean term
+
+
+def test_l1_of_a_model_that_outputs_the_true_noise_is_zero():
+    d = make(mean_loss="l1")
+    x0, noise = x0_batch(), th.randn(SHAPE)
+    t = th.tensor([0, 5, 20, 39])
+    out = d.training_losses(oracle_model(d, x0), x0, t, noise=noise)
+    assert set(out) == {"loss", "l1"}
+    assert th.allclose(out["l1"], th.zeros(4), atol=1e-5) and th.equal(out["loss"], out["l1"])
+
+
+def test_l1_is_the_mean_absolute_residual_and_its_gradient_has_the_residual_sign():
+    d = make(mean_loss="l1")
+    x0, noise = x0_batch(), th.randn(SHAPE)
+    t = th.tensor([3, 9, 17, 30])
+    residual = th.randn(SHAPE, generator=th.Generator().manual_seed(5))
+    offset = th.nn.Parameter(residual.clone())
+    truth = oracle_model(d, x0)
+
+    def model(x_t, ts, **kwargs):
+        return truth(x_t, ts) + offset
+
+    out = d.training_losses(model, x0, t, noise=noise)
+    assert th.allclose(out["l1"], residual.abs().mean(dim=(1, 2, 3)), atol=1e-5)
+    out["loss"].sum().backward()
+    assert th.equal(th.sign(offset.grad), th.sign(residual))
+    assert th.allclose(offset.grad.abs(), th.full(SHAPE, 1.0 / (3 * 4 * 4)))
+
+
+def test_l1_leaves_the_vb_term_of_the_hybrid_loss_unchanged():
+    x0, noise = x0_batch(), th.randn(SHAPE)
+    t = th.tensor([0, 7, 21, 39])
+    v = th.tanh(th.randn(SHAPE, generator=th.Generator().manual_seed(2)))
+    terms = {}
+    for norm in ("l2", "l1"):
+        d = make(var=ModelVarType.LEARNED_RANGE, loss=LossType.RESCALED_MSE, mean_loss=norm)
+
+        def model(x_t, ts, **kwargs):
+            return th.cat([oracle_model(d, x0)(x_t, ts) + 0.1, v], 1)
+
+        terms[norm] = d.training_losses(model, x0, t, noise=noise)
+    assert th.equal(terms["l1"]["vb"], terms["l2"]["vb"])
+    assert th.allclose(terms["l1"]["l1"], th.full((4,), 0.1), atol=1e-5)
+    assert th.allclose(terms["l2"]["mse"], th.full((4,), 0.01), atol=1e-5)
+    assert th.equal(terms["l1"]["loss"], terms["l1"]["l1"] + terms["l1"]["vb"])
+
+
+def test_unknown_mean_loss_is_refused():
+    with pytest.raises(ValueError, match="mean_loss.*'l3'"):
+        make(mean_loss="l3")
