@@ -3,13 +3,12 @@ Self-attention layers of the UNet and the classifier's attention-pooling head.
 
 Numerics follow the original guided-diffusion: q and k are each scaled by
 1 / ch^(1/4) before the dot product and the softmax runs in float32.
-For float32/float64 activations on an accelerator the product is computed with
+For float32/float64/bfloat16 activations the product may be computed with
 `torch.nn.functional.scaled_dot_product_attention` (the same function up to float
-rounding, faster and without the T x T weight matrix). On the CPU the explicit einsum
-formula is used: with torch 2.13 it measured 1.5-2.5x faster than SDPA there
-(benchmarks/bench_model.py prints the ratio). fp16/bf16 always use the explicit formula
-so that half-precision results round exactly like the original. `USE_SDPA` overrides
-the choice (None: automatic).
+rounding, without the T x T weight matrix), wherever it measured faster than the einsum
+formula for the device class and dtype (`runtime.kernels.SDPA_FASTER`, measured by
+benchmarks/bench_speed.py). float16 always uses the explicit formula so that `--use_fp16`
+results round exactly like the original. `USE_SDPA` overrides the choice (None: measured).
 
 Two layouts of the 3*C qkv channels exist (see `qkv_heads_legacy` and
 `qkv_heads_new`): the legacy order splits heads first, the new order splits
@@ -22,11 +21,12 @@ import torch as th
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime.kernels import sdpa_preferred
 from .layers import checkpoint, conv_nd, normalization, zero_module
 
-_SDPA_DTYPES = (th.float32, th.float64)
+_SDPA_DTYPES = (th.float32, th.float64, th.bfloat16)
 
-# None: SDPA for float32/float64 on non-CPU devices; True/False: force on/off for those dtypes.
+# None: SDPA where it measured faster (runtime.kernels); True/False: force on/off for those dtypes.
 USE_SDPA = None
 
 
@@ -83,7 +83,7 @@ def use_sdpa(x):
     if x.dtype not in _SDPA_DTYPES:
         return False
     if USE_SDPA is None:
-        return x.device.type != "cpu"
+        return sdpa_preferred(x.device, x.dtype)
     return bool(USE_SDPA)
 
 
