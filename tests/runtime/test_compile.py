@@ -6,7 +6,7 @@ import torch as th
 from guided_diffusion.runtime import compile as C
 from guided_diffusion.runtime import logger
 from guided_diffusion.sampling.guidance import make_cond_fn, make_model_fn
-from guided_diffusion.sampling.runner import generate
+from guided_diffusion.sampling.generate import generate
 from guided_diffusion.sampling.seeds import PerSampleNoise
 from sample_helpers import build_classifier, build_model, one_thread, perturb_and_save
 
