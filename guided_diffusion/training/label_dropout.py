@@ -1,0 +1,36 @@
+"""
+Label dropout for classifier-free guidance (Ho & Salimans 2022, Algorithm 1).
+
+While training a class-conditional model with `--class_dropout_prob p`, each label is replaced,
+independently with probability p, by the null label `num_classes`, so one network learns both the
+conditional and the unconditional prediction (its label embedding has num_classes + 1 rows).
+
+The draws come from torch's global CPU generator, which the training script seeds and each
+training checkpoint captures (`training.state`), so a resumed run draws the same dropouts as an
+uninterrupted one, on any device. With p = 0 nothing is drawn: the random stream, and so the whole
+run, is the same as without the feature.
+"""
+
+import torch as th
+
+
+def drop_labels(y, prob, null_label, generator=None):
+    """
+    Replace each label by the null label with probability `prob`.
+
+    :param y: [N] int64 labels in [0, null_label), on any device.
+    :param prob: the dropout probability p in [0, 1).
+    :param null_label: the null class index (the number of real classes).
+    :param generator: a CPU torch.Generator; None uses the global one (seeded by training).
+    :return: a new [N] tensor like y (y itself when p = 0; nothing is drawn then).
+    :raises ValueError: for p outside [0, 1).
+    """
+    if not 0 <= prob < 1:
+        raise ValueError(f"--class_dropout_prob must be in [0, 1) (the chance that a label becomes the "
+                         f"null label; 0.1 to 0.2 is usual), got {prob}")
+    if prob == 0:
+        return y
+    draws = th.rand(y.shape, generator=generator)  # on the CPU: the same labels on every device
+    dropped = (draws < prob).to(y.device)
+    return th.where(dropped, th.full_like(y, null_label), y)
+
