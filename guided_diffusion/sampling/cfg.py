@@ -109,3 +109,79 @@ class ClassifierFreeModel:
         shape = (-1,) + (1,) * (out.dim() - 1)
         out = th.where((w == 1).view(shape), cond, out)
         return th.where((w == 0).view(shape), uncond, out)
+
+
+# ------------------------------------------------------------------------------------------
+# What a sampling run asks for
+
+
+NOT_GIVEN = -1.0  # the --guidance_scale default
+RETRAIN = "this checkpoint has no null class; train with --class_dropout_prob (e.g. 0.1)"
+
+
+def classifier_free_scales(guidance_scale, *, class_cond, classifier_guided=False, dropout_model=False,
+                           null_labels=False):
+    """
+    The classifier-free scales of a sampling run, from its flags.
+
+    Without --guidance_scale, image_sample.py samples the plain conditional model. With a
+    classifier (classifier_sample.py), a model trained with label dropout is guided on its
+    null-label branch, as the original guides an unconditional model: its class comes from the
+    classifier alone, so the scale s of the two kinds of guidance is not confounded. Giving
+    --guidance_scale w there makes the classifier shift the classifier-free guided eps instead.
+
+    :param guidance_scale: the --guidance_scale value (NOT_GIVEN, or w >= 0).
+    :param class_cond: the model takes labels (--class_cond).
+    :param classifier_guided: a classifier guides the run.
+    :param dropout_model: the model was trained with label dropout (--class_dropout_prob > 0).
+    :param null_labels: --class_labels null (sample the null-label branch).
+    :return: (scale inside the guidance interval, scale outside), or None when the labels go to
+             the model unchanged (or the model takes none).
+    :raises ValueError: for a negative scale, a model without a null class, or conflicting flags.
+    """
+    given = guidance_scale != NOT_GIVEN
+    if given and guidance_scale < 0:
+        raise ValueError(f"--guidance_scale must be >= 0 (1: plain conditional, 0: the null label, "
+                         f"3: strong guidance), got {guidance_scale}")
+    what = "--guidance_scale" if given else "--class_labels null"
+    if (given or null_labels) and not class_cond:
+        raise ValueError(f"{what} needs a class-conditional model trained with label dropout, but this model "
+                         f"is unconditional (--class_cond False); train one with --class_cond True "
+                         f"--class_dropout_prob 0.1" + ("" if classifier_guided else
+                                                        ", or steer this one with classifier_sample.py"))
+    if (given or null_labels) and not dropout_model:
+        raise ValueError(f"{what}: {RETRAIN}. If it was trained with label dropout, pass the same "
+                         f"--class_dropout_prob when sampling")
+    if null_labels and (given or classifier_guided):
+        raise ValueError("--class_labels null samples the unconditional branch, which has no class to guide "
+                         "towards: give class labels, or drop --guidance_scale / the classifier")
+    if given:
+        return float(guidance_scale), 1.0
+    if classifier_guided and dropout_model:
+        return 0.0, 0.0
+    return None
+
+
+def check_null_class(state_dict, num_classes, dropout_model, wants_null):
+    """
+    Compare the checkpoint's label embedding with the flags before the strict load, so that a
+    missing or unexpected null class gets its own message.
+
+    :param state_dict: the checkpoint (name -> tensor).
+    :param num_classes: the number of real classes K.
+    :param dropout_model: the flags build a null class (--class_dropout_prob > 0).
+    :param wants_null: the run uses the null label (--guidance_scale, --class_labels null, or
+                       classifier guidance on a dropout model).
+    :raises ValueError: naming the fix.
+    """
+    emb = state_dict.get("label_emb.weight")
+    if emb is None:
+        return
+    rows = int(emb.shape[0])
+    if rows == num_classes and (wants_null or dropout_model):
+        raise ValueError(f"{RETRAIN} (its label embedding has {rows} rows for {num_classes} classes)"
+                         + ("" if wants_null else "; or sample it without --class_dropout_prob"))
+    if rows == num_classes + 1 and not dropout_model:
+        raise ValueError(f"this checkpoint has a null class ({rows} label rows for {num_classes} classes): it "
+                         f"was trained with --class_dropout_prob; pass that flag (its args.json has the value) "
+                         f"so the model is built to fit")

@@ -4,7 +4,13 @@ import pytest
 import torch as th
 
 from guided_diffusion.models.unet import UNetModel
-from guided_diffusion.sampling.cfg import ClassifierFreeModel, guided_prediction
+from guided_diffusion.sampling.cfg import (
+    NOT_GIVEN,
+    ClassifierFreeModel,
+    check_null_class,
+    classifier_free_scales,
+    guided_prediction,
+)
 from sample_helpers import one_thread
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -254,3 +260,52 @@ def test_classifier_and_classifier_free_guidance_compose_as_the_formula(sampler)
         mean = diffusion.posterior_mean_coef1[step] * x0 + diffusion.posterior_mean_coef2[step] * x
         expected = mean + variance * grad + variance**0.5 * noise.double()
     assert th.allclose(out.double(), expected, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# Which scales a run uses, and the errors for what cannot work
+
+
+@pytest.mark.parametrize("w, classifier, dropout, expected", [
+    (NOT_GIVEN, False, False, None),  # image_sample: labels straight to the model
+    (NOT_GIVEN, False, True, None),
+    (3.0, False, True, (3.0, 1.0)),  # outside an interval: plain conditional
+    (0.0, False, True, (0.0, 1.0)),
+    (NOT_GIVEN, True, False, None),  # the original's classifier guidance of a conditional model
+    (NOT_GIVEN, True, True, (0.0, 0.0)),  # classifier guidance on the null-label branch
+    (2.0, True, True, (2.0, 1.0)),  # both kinds: the classifier shifts the guided eps
+])
+def test_scales_of_a_run(w, classifier, dropout, expected):
+    assert classifier_free_scales(w, class_cond=True, classifier_guided=classifier, dropout_model=dropout) == expected
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(guidance_scale=2.0, class_cond=False), "unconditional.*--class_dropout_prob"),
+    (dict(guidance_scale=2.0, class_cond=True), "no null class; train with --class_dropout_prob"),
+    (dict(guidance_scale=NOT_GIVEN, class_cond=True, null_labels=True), "no null class"),
+    (dict(guidance_scale=-0.5, class_cond=True, dropout_model=True), ">= 0"),
+    (dict(guidance_scale=2.0, class_cond=True, dropout_model=True, null_labels=True), "null.*give class labels"),
+    (dict(guidance_scale=NOT_GIVEN, class_cond=True, dropout_model=True, null_labels=True,
+          classifier_guided=True), "null.*give class labels"),
+])
+def test_impossible_requests_name_the_fix(kwargs, words):
+    import re
+
+    w = kwargs.pop("guidance_scale")
+    with pytest.raises(ValueError) as err:
+        classifier_free_scales(w, **kwargs)
+    assert re.search(words, str(err.value))
+
+
+def test_null_class_check_reads_the_checkpoint_rows():
+    with_null = {"label_emb.weight": th.zeros(NUM_CLASSES + 1, 8)}
+    without = {"label_emb.weight": th.zeros(NUM_CLASSES, 8)}
+    check_null_class(with_null, NUM_CLASSES, dropout_model=True, wants_null=True)
+    check_null_class(without, NUM_CLASSES, dropout_model=False, wants_null=False)
+    check_null_class({}, NUM_CLASSES, dropout_model=False, wants_null=False)  # unconditional
+    with pytest.raises(ValueError, match="no null class; train with --class_dropout_prob"):
+        check_null_class(without, NUM_CLASSES, dropout_model=True, wants_null=True)
+    with pytest.raises(ValueError, match="sample it without --class_dropout_prob"):
+        check_null_class(without, NUM_CLASSES, dropout_model=True, wants_null=False)
+    with pytest.raises(ValueError, match="has a null class.*pass that flag"):
+        check_null_class(with_null, NUM_CLASSES, dropout_model=False, wants_null=False)
