@@ -258,13 +258,16 @@ class GaussianDiffusion(ReferenceNames):
         Shift the mean of p(x_{t-1} | x_t) by variance * grad log p(y | x_t) (Sohl-Dickstein
         et al. 2015; Dhariwal & Nichol 2021, Algorithm 1).
 
-        :param cond_fn: `cond_fn(x, scaled_t, **model_kwargs)` -> the (scaled) gradient, like x.
+        :param cond_fn: `cond_fn(x, scaled_t, **model_kwargs)` -> the (scaled) gradient, like x,
+                        or None for no shift at this step (e.g. outside a guidance interval).
         :param p_mean_var: the dict returned by p_mean_variance.
-        :return: the new mean (float32, like x).
+        :return: the new mean (float32, like x); the mean unchanged when cond_fn gives None.
         """
         if model_kwargs is None:
             model_kwargs = {}
         gradient = cond_fn(x, self.scale_timesteps(t), **model_kwargs)
+        if gradient is None:
+            return p_mean_var["mean"]
         return p_mean_var["mean"].float() + p_mean_var["variance"] * gradient.float()
 
     def condition_score(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
@@ -273,15 +276,20 @@ class GaussianDiffusion(ReferenceNames):
         Nichol 2021, Algorithm 2): eps' = eps - sqrt(1 - abar_t) * grad, then recompute
         pred_xstart (not clipped again) and the posterior mean from eps'.
 
-        :param cond_fn: `cond_fn(x, scaled_t, **model_kwargs)` -> the (scaled) gradient, like x.
+        :param cond_fn: `cond_fn(x, scaled_t, **model_kwargs)` -> the (scaled) gradient, like x,
+                        or None for no shift at this step (e.g. outside a guidance interval).
         :param p_mean_var: the dict returned by p_mean_variance.
-        :return: a copy of p_mean_var with new "pred_xstart" and "mean".
+        :return: a copy of p_mean_var with new "pred_xstart" and "mean" (p_mean_var itself when
+                 cond_fn gives None: no round trip through eps).
         """
         if model_kwargs is None:
             model_kwargs = {}
+        gradient = cond_fn(x, self.scale_timesteps(t), **model_kwargs)
+        if gradient is None:
+            return p_mean_var
         alpha_bar = extract_into_tensor(self.alphas_cumprod, t, x.shape)
         eps = self.predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
-        eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, self.scale_timesteps(t), **model_kwargs)
+        eps = eps - (1 - alpha_bar).sqrt() * gradient
         out = p_mean_var.copy()
         out["pred_xstart"] = self.predict_xstart_from_eps(x, t, eps)
         out["mean"], _, _ = self.q_posterior_mean_variance(x_start=out["pred_xstart"], x_t=x, t=t)

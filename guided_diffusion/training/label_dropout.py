@@ -34,3 +34,42 @@ def drop_labels(y, prob, null_label, generator=None):
     dropped = (draws < prob).to(y.device)
     return th.where(dropped, th.full_like(y, null_label), y)
 
+
+
+class LabelDropoutData:
+    """
+    Wrap a training batch iterator of (batch, cond): each `cond["y"]` goes through `drop_labels`
+    as the loop takes the batch, so the draws happen in the training process in step order.
+    The data position passes through (`state_dict` / `load_state_dict`) for resume.
+
+    :param data: iterator of (float [N, C, H, W], dict with "y" int64 [N]).
+    :param prob: the dropout probability p in (0, 1).
+    :param null_label: the null class index (the number of real classes).
+    """
+
+    def __init__(self, data, prob, null_label):
+        self.data = data
+        self.prob = float(prob)
+        self.null_label = int(null_label)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch, cond = next(self.data)
+        cond = dict(cond, y=drop_labels(cond["y"], self.prob, self.null_label))
+        return batch, cond
+
+    def state_dict(self):
+        return self.data.state_dict() if hasattr(self.data, "state_dict") else None
+
+    def load_state_dict(self, state):
+        if state is not None and hasattr(self.data, "load_state_dict"):
+            self.data.load_state_dict(state)
+
+
+def label_dropout_wrapper(prob, null_label):
+    """:return: the `wrap_data` callable of `training.setup.train_diffusion`, or None for p = 0."""
+    if not prob:
+        return None
+    return lambda data: LabelDropoutData(data, prob, null_label)
