@@ -4,6 +4,8 @@ Train a diffusion model on images.
 Without --data_dir the embedded handwritten digits (training split) are used at --image_size.
 Logs and checkpoints go to $OPENAI_LOGDIR (else a new temp folder); --resume_checkpoint auto
 continues the newest complete checkpoint there. Resolved flags go to args.json.
+With --class_cond True --class_dropout_prob p, each label becomes the null class with
+probability p, so the model also learns the unconditional prediction (classifier-free guidance).
 """
 
 import argparse
@@ -17,13 +19,15 @@ from guided_diffusion.runtime.cli import run_cli  # noqa: E402
 from guided_diffusion.script_util import create_model_and_diffusion, model_and_diffusion_defaults  # noqa: E402
 from guided_diffusion.train_util import TrainLoop  # noqa: E402
 from guided_diffusion.training import flags as train_flags  # noqa: E402
+from guided_diffusion.training.label_dropout import label_dropout_wrapper  # noqa: E402
 from guided_diffusion.training import setup as train_setup  # noqa: E402
 
 
 def main():
     args = parse_and_validate(create_argparser())
     model_flags = args_to_dict(args, model_and_diffusion_defaults().keys())
-    return train_setup.train_diffusion(args, model_flags, create_model_and_diffusion, args.image_size, TrainLoop)
+    return train_setup.train_diffusion(args, model_flags, create_model_and_diffusion, args.image_size, TrainLoop,
+                                       wrap_data=label_dropout_wrapper(args.class_dropout_prob, args.num_classes))
 
 
 def create_argparser():

@@ -122,6 +122,21 @@ def test_image_train_on_digits_writes_checkpoints_args_and_quartile_losses(run_s
     assert any(k.startswith("loss_q") for k in keys)
 
 
+def test_label_dropout_run_records_the_flag_and_saves_the_null_row(run_script, tmp_path):
+    code, out = run_script("image_train.py", TINY_UNET + ["--lr_anneal_steps", 1, "--class_cond", True,
+                                                          "--num_classes", 10, "--class_dropout_prob", 0.2], tmp_path)
+    assert code == 0, out
+    args = json.loads((tmp_path / "args.json").read_text())
+    assert args["class_dropout_prob"] == 0.2 and args["num_classes"] == 10
+    state = th.load(tmp_path / "model000001.pt", weights_only=True)
+    assert state["label_emb.weight"].shape[0] == 11
+
+
+def test_label_dropout_without_labels_is_refused(run_script, tmp_path):
+    code, out = run_script("image_train.py", TINY_UNET + ["--class_dropout_prob", 0.2], tmp_path / "log")
+    assert code == 2 and "--class_dropout_prob 0.2" in out and "add --class_cond True" in out
+
+
 def test_same_seed_gives_same_checkpoint(run_script, tmp_path):
     for name in ("a", "b"):
         code, out = run_script("image_train.py", TINY_UNET + ["--lr_anneal_steps", 1, "--seed", 7], tmp_path / name)

@@ -72,7 +72,9 @@ def classifier_defaults():
 def model_and_diffusion_defaults():
     """
     Defaults for image training: the UNet's flags plus the diffusion flags. `num_classes` is the
-    number of rows of the label embedding of a class_cond model (unused otherwise).
+    number of classes of a class_cond model (unused otherwise). `class_dropout_prob` p > 0 trains
+    with label dropout for classifier-free guidance: the label embedding gets one more row, the
+    null class `num_classes`; p = 0 keeps every released layout.
     """
     res = dict(
         image_size=64,
@@ -91,6 +93,7 @@ def model_and_diffusion_defaults():
         use_fp16=False,
         use_new_attention_order=False,
         num_classes=NUM_CLASSES,
+        class_dropout_prob=0.0,
     )
     res.update(diffusion_defaults())
     return res
@@ -104,7 +107,7 @@ def classifier_and_diffusion_defaults():
 
 
 # Flags of model_and_diffusion_defaults() that the super-resolution factory does not take.
-_SR_EXCLUDED = ("image_size", "channel_mult", "use_new_attention_order")
+_SR_EXCLUDED = ("image_size", "channel_mult", "use_new_attention_order", "class_dropout_prob")
 
 
 def sr_model_and_diffusion_defaults():

@@ -61,6 +61,37 @@ def _num_classes(value):
     return value
 
 
+def check_class_dropout_prob(prob):
+    """:raises ValueError: for a label dropout probability outside [0, 1), naming the flag."""
+    if not 0 <= prob < 1:
+        raise ValueError(f"--class_dropout_prob must be in [0, 1) (the chance that a training label becomes "
+                         f"the null label; 0.1 to 0.2 is usual), got {prob}")
+
+
+def label_rows(num_classes, class_dropout_prob):
+    """
+    Rows of a class-conditional model's label embedding.
+
+    :param num_classes: the real classes K (labels 0 .. K - 1).
+    :param class_dropout_prob: the label dropout probability p in [0, 1).
+    :return: K, or K + 1 when p > 0 (the null class K of classifier-free guidance).
+    :raises ValueError: for K < 1 or p outside [0, 1).
+    """
+    check_class_dropout_prob(class_dropout_prob)
+    return _num_classes(num_classes) + (1 if class_dropout_prob > 0 else 0)
+
+
+def _label_rows(flags):
+    return label_rows(flags["num_classes"], flags.get("class_dropout_prob", 0.0))
+
+
+def _check_label_dropout(flags):
+    """:raises ValueError: for label dropout on a model without labels."""
+    if flags.get("class_dropout_prob", 0.0) and not flags["class_cond"]:
+        raise ValueError(f"--class_dropout_prob {flags['class_dropout_prob']} drops class labels, but the "
+                         f"model is unconditional: add --class_cond True (or drop --class_dropout_prob)")
+
+
 def call_with_flags(fn, flags):
     """`fn(**flags)` restricted to the flags that are parameters of `fn`."""
     params = inspect.signature(fn).parameters
@@ -142,11 +173,12 @@ def create_model(
     use_fp16=False,
     use_new_attention_order=False,
     num_classes=NUM_CLASSES,
+    class_dropout_prob=0.0,
 ):
     """
     Build the diffusion UNet. `channel_mult` "" picks the size table (512, 256, 128, 64, 32);
     `attention_resolutions` lists resolutions (e.g. "32,16,8"); with `class_cond` the label
-    embedding has `num_classes` rows.
+    embedding has `num_classes` rows, plus the null class when `class_dropout_prob` > 0.
     """
     channel_mult = _channel_mult(channel_mult, image_size, CHANNEL_MULT_BY_SIZE, "channel_mult")
     return UNetModel(**_unet_kwargs(locals()))
@@ -184,6 +216,7 @@ def sr_create_model(
 
 def _unet_kwargs(flags):
     """UNetModel keyword arguments from the flags of create_model / sr_create_model."""
+    _check_label_dropout(flags)
     image_size = flags["image_size"]
     return dict(
         image_size=image_size,
@@ -196,7 +229,7 @@ def _unet_kwargs(flags):
         ),
         dropout=flags["dropout"],
         channel_mult=flags["channel_mult"],
-        num_classes=_num_classes(flags["num_classes"]) if flags["class_cond"] else None,
+        num_classes=_label_rows(flags) if flags["class_cond"] else None,
         use_checkpoint=flags["use_checkpoint"],
         use_fp16=flags["use_fp16"],
         num_heads=flags["num_heads"],

@@ -114,6 +114,8 @@ RULES = {
     "probability": (_probability, "must be in [0, 1)"),
     "seed": (_sentinel_or_non_negative, "must be >= 0, or -1 to draw a fresh seed"),
     "step_or_-1": (_sentinel_or_non_negative, "must be a step of the process (>= 0), or -1 for half the steps"),
+    "scale_or_-1": (_sentinel_or_non_negative, "must be >= 0 (1: plain conditional, 0: the null label), "
+                    "or -1 (the default: not given)"),
     "at_least_2": (_at_least_two, "must be >= 2 (lambda runs from 0 to 1, both ends included)"),
 }
 
@@ -134,6 +136,7 @@ FLAG_RULES = {
     "classifier_width": "positive",
     "classifier_depth": "positive",
     "num_classes": "positive",
+    "class_dropout_prob": "probability",
     # training
     "batch_size": "positive",
     "microbatch": "positive_or_-1",
@@ -149,6 +152,7 @@ FLAG_RULES = {
     "num_samples": "positive",
     "eta": "non_negative",
     "seed": "seed",
+    "guidance_scale": "scale_or_-1",
     "save_trajectory": "non_negative",
     # interpolation
     "num_lambdas": "at_least_2",
@@ -180,6 +184,13 @@ FLAG_HELP = {
     "class_labels": "labels to sample: '' random per sample, 'balanced', or a comma list (cycled)",
     "num_classes": "classes of a class_cond model (label embedding rows) and of a classifier "
                    "(logits); sampled labels come from [0, num_classes)",
+    "class_dropout_prob": "training: the chance that a label becomes the null class num_classes (label "
+                          "dropout for classifier-free guidance; 0: off, the released layouts); sampling: "
+                          "pass the training value so the model has the null class",
+    "guidance_scale": "classifier-free guidance scale w (needs a --class_dropout_prob model): eps_null + "
+                      "w (eps_label - eps_null); 1 plain conditional, 0 the null label; -1: not given",
+    "guidance_interval": "'lo,hi': guide (either kind) only at training timesteps lo <= t <= hi "
+                         "(Kynkaanniemi et al. 2024); '' every step",
     "base_samples": "npz of low-resolution samples (arr_0, and arr_1 labels for class-conditional models)",
     "samples": "npz of labelled samples to judge (arr_0 uint8 images, arr_1 labels)",
     "random_flip": "horizontal flips: True/False, or auto (True for --data_dir, False for the digits)",

@@ -13,6 +13,8 @@ run, is the same as without the feature.
 
 import torch as th
 
+from ..config.factory import check_class_dropout_prob
+
 
 def drop_labels(y, prob, null_label, generator=None):
     """
@@ -25,9 +27,7 @@ def drop_labels(y, prob, null_label, generator=None):
     :return: a new [N] tensor like y (y itself when p = 0; nothing is drawn then).
     :raises ValueError: for p outside [0, 1).
     """
-    if not 0 <= prob < 1:
-        raise ValueError(f"--class_dropout_prob must be in [0, 1) (the chance that a label becomes the "
-                         f"null label; 0.1 to 0.2 is usual), got {prob}")
+    check_class_dropout_prob(prob)
     if prob == 0:
         return y
     draws = th.rand(y.shape, generator=generator)  # on the CPU: the same labels on every device

@@ -15,7 +15,7 @@ def test_model_and_diffusion_defaults_values():
         class_cond=False, use_checkpoint=False, use_scale_shift_norm=True, resblock_updown=False,
         use_fp16=False, use_new_attention_order=False, learn_sigma=False, diffusion_steps=1000,
         noise_schedule="linear", timestep_respacing="", use_kl=False, predict_xstart=False,
-        rescale_timesteps=False, rescale_learned_sigmas=False, loss="l2", num_classes=1000,
+        rescale_timesteps=False, rescale_learned_sigmas=False, loss="l2", num_classes=1000, class_dropout_prob=0.0,
     )  # fmt: skip
     assert list(d)[:3] == ["image_size", "num_channels", "num_res_blocks"]
 
@@ -29,7 +29,7 @@ def test_classifier_and_sr_defaults_values():
     )  # fmt: skip
     sr = defaults.sr_model_and_diffusion_defaults()
     assert sr["large_size"] == 256 and sr["small_size"] == 64
-    assert not {"image_size", "channel_mult", "use_new_attention_order"} & set(sr)
+    assert not {"image_size", "channel_mult", "use_new_attention_order", "class_dropout_prob"} & set(sr)
     assert defaults.NUM_CLASSES == 1000
 
 

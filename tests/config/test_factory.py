@@ -56,7 +56,7 @@ def test_create_model_own_keyword_defaults():
         channel_mult="", learn_sigma=False, class_cond=False, use_checkpoint=False,
         attention_resolutions="16", num_heads=1, num_head_channels=-1, num_heads_upsample=-1,
         use_scale_shift_norm=False, dropout=0, resblock_updown=False, use_fp16=False,
-        use_new_attention_order=False, num_classes=1000,
+        use_new_attention_order=False, num_classes=1000, class_dropout_prob=0.0,
     )  # fmt: skip
 
 
@@ -145,3 +145,35 @@ def test_loss_flag_reaches_the_diffusion_and_is_checked():
         factory.create_gaussian_diffusion(steps=50, loss="huber")
     with pytest.raises(ValueError, match="--loss l1 has no effect with --use_kl"):
         factory.create_gaussian_diffusion(steps=50, loss="l1", use_kl=True)
+
+
+def test_label_dropout_adds_the_null_row_and_the_checkpoint_loads_strictly(tmp_path):
+    from guided_diffusion.config.checkpoint import load_model_checkpoint
+
+    flags = dict(defaults.model_and_diffusion_defaults(), image_size=8, num_channels=32, num_res_blocks=1,
+                 attention_resolutions="4", channel_mult="1,2", num_heads=1, class_cond=True, num_classes=10)
+    plain, _ = factory.create_model_and_diffusion(**flags)
+    dropout, _ = factory.create_model_and_diffusion(**dict(flags, class_dropout_prob=0.15))
+    assert plain.label_emb.weight.shape == (10, 128)
+    assert dropout.label_emb.weight.shape == (11, 128)
+    # every other parameter keeps its name and shape
+    shapes = {k: v.shape for k, v in plain.state_dict().items() if k != "label_emb.weight"}
+    assert shapes == {k: v.shape for k, v in dropout.state_dict().items() if k != "label_emb.weight"}
+    path = tmp_path / "model000010.pt"
+    th.save(dropout.state_dict(), path)
+    again, _ = factory.create_model_and_diffusion(**dict(flags, class_dropout_prob=0.3))  # any p > 0
+    load_model_checkpoint(again, str(path), flags=dict(flags, class_dropout_prob=0.3))
+    assert th.equal(again.label_emb.weight, dropout.label_emb.weight)
+    with pytest.raises(ValueError):
+        load_model_checkpoint(plain, str(path), flags=flags)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 2.0])
+def test_label_dropout_probability_outside_the_unit_interval_is_rejected(p):
+    with pytest.raises(ValueError, match=r"--class_dropout_prob must be in \[0, 1\)"):
+        factory.create_model(8, 32, 1, channel_mult="1,2", class_cond=True, num_classes=10, class_dropout_prob=p)
+
+
+def test_label_dropout_on_an_unconditional_model_names_class_cond():
+    with pytest.raises(ValueError, match="unconditional: add --class_cond True"):
+        factory.create_model(8, 32, 1, channel_mult="1,2", class_dropout_prob=0.1)

@@ -6,6 +6,7 @@ import pytest
 import torch as th
 
 from guided_diffusion.training.label_dropout import drop_labels
+from train_helpers import digits8  # noqa: F401
 
 NULL = 10
 
@@ -53,3 +54,64 @@ def test_draws_follow_the_global_generator_so_a_restored_state_repeats_them():
 def test_probability_outside_the_unit_interval_is_rejected(p):
     with pytest.raises(ValueError, match=r"--class_dropout_prob must be in \[0, 1\)"):
         drop_labels(_labels(4), p, NULL)
+
+
+# ------------------------------------------------------------------------------------------
+# In the training loop
+
+
+class _Recorder:
+    """Data wrapper keeping the labels each step trained on."""
+
+    def __init__(self, data):
+        self.data, self.labels = data, []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch, cond = next(self.data)
+        self.labels.append(cond["y"].clone())
+        return batch, cond
+
+    def state_dict(self):
+        return self.data.state_dict()
+
+    def load_state_dict(self, state):
+        self.data.load_state_dict(state)
+
+
+def _train(digits8, total, stop_after=None, resume=""):
+    from guided_diffusion.image_datasets import load_data
+    from guided_diffusion.training.diffusion import DiffusionTrainLoop
+    from guided_diffusion.training.label_dropout import label_dropout_wrapper
+    from train_helpers import StopAfter, make_loop, setup_model
+
+    model, diffusion, flags = setup_model(seed=5, class_cond=True, num_classes=NULL, class_dropout_prob=0.5)
+    data = load_data(data_dir=digits8, batch_size=8, image_size=8, class_cond=True)
+    if stop_after:
+        data = StopAfter(data, stop_after)
+    data = _Recorder(label_dropout_wrapper(0.5, NULL)(data))
+    loop = make_loop(DiffusionTrainLoop, model, diffusion, data, batch_size=8, lr_anneal_steps=total,
+                     save_interval=1000, resume_checkpoint=resume, model_flags=flags)
+    loop.run_loop()
+    return loop
+
+
+def test_resumed_run_draws_the_same_dropouts_as_an_uninterrupted_one(digits8, tmp_path):
+    from guided_diffusion import logger
+    from train_helpers import params
+
+    k = 2
+    logger.configure(dir=str(tmp_path / "straight"), format_strs=[])
+    straight = _train(digits8, 2 * k)
+    logger.configure(dir=str(tmp_path / "split"), format_strs=[])
+    first = _train(digits8, 2 * k, stop_after=k)
+    resumed = _train(digits8, 2 * k, resume="auto")
+    assert first.step == k and resumed.resume_step == k
+    seen = straight.data.labels
+    assert len(seen) == 2 * k and len(first.data.labels) == len(resumed.data.labels) == k
+    assert any(bool((y == NULL).any()) for y in seen) and all(bool((y != NULL).any()) for y in seen)
+    assert all(th.equal(a, b) for a, b in zip(seen, first.data.labels + resumed.data.labels))
+    assert all(th.equal(a, b) for a, b in zip(params(straight.model), params(resumed.model)))
+    assert straight.model.label_emb.weight.shape[0] == NULL + 1
