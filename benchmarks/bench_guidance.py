@@ -17,7 +17,7 @@ import torch as th
 
 from guided_diffusion.sampling.guidance import make_cond_fn, make_model_fn
 from guided_diffusion.sampling.seeds import PerSampleNoise
-from guided_diffusion.sampling.generate import generate
+from guided_diffusion.sampling.samplers import run_sampler
 from guided_diffusion.script_util import (
     classifier_defaults,
     create_classifier,
@@ -70,8 +70,9 @@ def time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim):
         for key, fn in ((None, None), ("guided", cond_fn)):
             def run():
                 with th.no_grad():
-                    generate(diffusion, model_fn, shape, PerSampleNoise(rep, range(args.batch_size)),
-                             use_ddim=use_ddim, cond_fn=fn, model_kwargs={"y": y}, device=device)
+                    run_sampler(diffusion, "ddim" if use_ddim else "ancestral", model_fn, shape,
+                                PerSampleNoise(rep, range(args.batch_size)), cond_fn=fn, model_kwargs={"y": y},
+                                device=device)
             elapsed = _timed(run, device)
             if rep:
                 times[key].append(elapsed)

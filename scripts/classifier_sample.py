@@ -3,11 +3,11 @@ Like image_sample.py, but use a noisy image classifier to guide the sampling pro
 more realistic images (classifier guidance). Saves `samples_{N}x{H}x{W}x3.npz` with `arr_0`
 images and `arr_1` the requested labels.
 
-Ancestral sampling shifts the mean by the scaled classifier gradient (condition_mean); with
---use_ddim True the gradient shifts the predicted noise instead (condition_score). Flags beyond
-the original's: --seed, --output_dir, --eta, --progress, --class_labels, --num_classes. With
---classifier_scale 0 the classifier is loaded (checked) but never evaluated, so the result equals
-unguided sampling with the same seed.
+Ancestral sampling shifts the mean by the scaled classifier gradient (condition_mean); DDIM and
+the DPM-Solver++ samplers shift the predicted noise instead (condition_score). Flags beyond the
+original's: --sampler, --seed, --output_dir, --eta, --progress, --class_labels, --num_classes.
+With --classifier_scale 0 the classifier is loaded (checked) but never evaluated, so the result
+equals unguided sampling with the same seed.
 """
 
 import argparse
@@ -17,21 +17,18 @@ import sys
 # run from a checkout without installing the package
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch as th
-
 from guided_diffusion import dist_util, logger
 from guided_diffusion.config.flags import parse_and_validate
-from guided_diffusion.data.pixels import to_uint8_nhwc
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.sampling.defaults import class_label_defaults, sampling_defaults
-from guided_diffusion.sampling.generate import check_eta, generate
-from guided_diffusion.sampling.guidance import check_classifier_size, make_cond_fn, make_model_fn
-from guided_diffusion.sampling.labels import labels_for_indices, parse_class_labels, resolve_num_classes
+from guided_diffusion.sampling.generate import shard_batches
+from guided_diffusion.sampling.guidance import check_classifier_size
+from guided_diffusion.sampling.labels import parse_class_labels, resolve_num_classes
 from guided_diffusion.sampling.loading import load_for_inference
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
-from guided_diffusion.sampling.seeds import PerSampleNoise
+from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.script_util import (
     NUM_CLASSES,
     add_dict_to_argparser,
@@ -45,9 +42,9 @@ from guided_diffusion.script_util import (
 
 def main():
     args = parse_and_validate(create_argparser())
-    check_eta(args.eta, args.use_ddim)
+    resolve_sampler_flags(args)
     num_classes = resolve_num_classes(args.num_classes, NUM_CLASSES)
-    label_spec = parse_class_labels(args.class_labels, num_classes)
+    labels = parse_class_labels(args.class_labels, num_classes)
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
@@ -61,23 +58,11 @@ def main():
     load_for_inference(classifier, args.classifier_path, cflags, "classifier", "--classifier_path",
                        args.classifier_use_fp16,
                        check=lambda sd: check_classifier_size(sd, classifier, args.image_size))
-    cond_fn = make_cond_fn(classifier, args.classifier_scale) if args.classifier_scale != 0 else None
-    model_fn = make_model_fn(model, args.class_cond)
-    shape = (3, args.image_size, args.image_size)
 
-    def make_batch(indices, seed):
-        noise = PerSampleNoise(seed, indices, dist_util.dev())
-        labels = labels_for_indices(label_spec, seed, indices, num_classes)
-        model_kwargs = {"y": th.from_numpy(labels).to(dist_util.dev())}
-        with th.no_grad():
-            sample = generate(
-                diffusion, model_fn, (len(indices),) + shape, noise,
-                use_ddim=args.use_ddim, eta=args.eta, clip_denoised=args.clip_denoised,
-                model_kwargs=model_kwargs, cond_fn=cond_fn, device=dist_util.dev(),
-            )
-        return {"arr_0": to_uint8_nhwc(sample), "arr_1": labels}
-
-    logger.log("sampling...")
+    logger.log(f"sampling ({args.sampler})...")
+    make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
+                               classifier=classifier, classifier_scale=args.classifier_scale, labels=labels,
+                               num_classes=num_classes, device=dist_util.dev())
     config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"))
     sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
 

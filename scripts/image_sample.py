@@ -3,9 +3,9 @@ Generate a large batch of image samples from a model and save them as a large nu
 (`samples_{N}x{H}x{W}x3.npz`, plus `arr_1` labels for class-conditional models). This can be
 used to produce samples for FID evaluation.
 
-Flags beyond the original's: --seed, --output_dir, --eta, --progress, --class_labels,
---num_classes. Finished batches are kept as shards, so rerunning the same command after an
-interruption only samples what is missing.
+Flags beyond the original's: --sampler, --seed, --output_dir, --eta, --progress,
+--class_labels, --num_classes. Finished batches are kept as shards, so rerunning the same command
+after an interruption only samples what is missing.
 """
 
 import argparse
@@ -15,20 +15,17 @@ import sys
 # run from a checkout without installing the package
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch as th
-
 from guided_diffusion import dist_util, logger
 from guided_diffusion.config.flags import parse_and_validate
-from guided_diffusion.data.pixels import to_uint8_nhwc
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.sampling.defaults import class_label_defaults, sampling_defaults
-from guided_diffusion.sampling.generate import check_eta, generate
-from guided_diffusion.sampling.labels import labels_for_indices, parse_class_labels, resolve_num_classes
+from guided_diffusion.sampling.generate import shard_batches
+from guided_diffusion.sampling.labels import parse_class_labels, resolve_num_classes
 from guided_diffusion.sampling.loading import load_for_inference
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
-from guided_diffusion.sampling.seeds import PerSampleNoise
+from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.script_util import (
     NUM_CLASSES,
     add_dict_to_argparser,
@@ -40,12 +37,12 @@ from guided_diffusion.script_util import (
 
 def main():
     args = parse_and_validate(create_argparser())
-    check_eta(args.eta, args.use_ddim)
+    resolve_sampler_flags(args)
     num_classes = resolve_num_classes(args.num_classes, NUM_CLASSES)
     if args.class_labels and not args.class_cond:
         raise ValueError("--class_labels needs a class-conditional model (--class_cond True); "
                          "use classifier_sample.py to steer an unconditional model")
-    label_spec = parse_class_labels(args.class_labels, num_classes) if args.class_cond else None
+    labels = parse_class_labels(args.class_labels, num_classes) if args.class_cond else None
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
@@ -53,26 +50,10 @@ def main():
     model, diffusion = create_model_and_diffusion(**flags)
     load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
 
-    shape = (3, args.image_size, args.image_size)
-
-    def make_batch(indices, seed):
-        noise = PerSampleNoise(seed, indices, dist_util.dev())
-        model_kwargs = {}
-        out = {}
-        if args.class_cond:
-            labels = labels_for_indices(label_spec, seed, indices, num_classes)
-            model_kwargs["y"] = th.from_numpy(labels).to(dist_util.dev())
-            out["arr_1"] = labels
-        with th.no_grad():
-            sample = generate(
-                diffusion, model, (len(indices),) + shape, noise,
-                use_ddim=args.use_ddim, eta=args.eta, clip_denoised=args.clip_denoised,
-                model_kwargs=model_kwargs, device=dist_util.dev(),
-            )
-        out["arr_0"] = to_uint8_nhwc(sample)
-        return out
-
-    logger.log("sampling...")
+    logger.log(f"sampling ({args.sampler})...")
+    make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
+                               labels=labels, num_classes=num_classes if args.class_cond else None,
+                               device=dist_util.dev())
     sample_to_npz(out_dir, run_config("image_sample", args), args.num_samples, args.batch_size, make_batch,
                   progress=args.progress)
 

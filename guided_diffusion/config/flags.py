@@ -179,7 +179,8 @@ FLAG_HELP = {
     "ema_rate": "comma-separated EMA decay rates, one ema_<rate>_NNNNNN.pt per rate",
     "seed": "run seed; -1 draws a fresh one (recorded with the run)",
     "output_dir": "where to write results (default: $OPENAI_LOGDIR, else a temp folder)",
-    "eta": "DDIM eta: 0 is deterministic, 1 as noisy as ancestral sampling (needs --use_ddim True)",
+    "eta": "DDIM eta: 0 is deterministic, 1 as noisy as ancestral sampling (--sampler ddim only)",
+    "sampler": "ancestral, ddim, dpm++2m, dpm++3m or dpm++2m-sde; auto: ddim with --use_ddim True, else ancestral",
     "progress": "show a tqdm progress bar on rank 0",
     "class_labels": "labels to sample: '' random per sample, 'balanced', or a comma list (cycled)",
     "num_classes": "classes of a class_cond model (label embedding rows) and of a classifier "

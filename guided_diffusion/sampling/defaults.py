@@ -6,9 +6,10 @@ super_res_sample.py (the first five are the original's, with its defaults).
 
 def sampling_defaults():
     """
-    clip_denoised .. model_path: as in the original. seed: -1 draws a fresh run seed (recorded);
-    output_dir: "" means $OPENAI_LOGDIR, else a temp folder; eta: DDIM's eta; progress: a tqdm
-    bar on rank 0.
+    clip_denoised .. model_path: as in the original. sampler: one of `samplers.SAMPLERS`, or
+    "auto" for the original's choice (ddim with --use_ddim True, else ancestral); seed: -1 draws
+    a fresh run seed (recorded); output_dir: "" means $OPENAI_LOGDIR, else a temp folder; eta:
+    DDIM's eta; progress: a tqdm bar on rank 0.
     """
     return dict(
         clip_denoised=True,
@@ -16,6 +17,7 @@ def sampling_defaults():
         batch_size=16,
         use_ddim=False,
         model_path="",
+        sampler="auto",
         seed=-1,
         output_dir="",
         eta=0.0,

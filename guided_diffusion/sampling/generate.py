@@ -1,33 +1,193 @@
-"""One reverse-diffusion batch with per-sample noise (see `seeds.PerSampleNoise`)."""
+"""
+The one sampling entry point: `generate_samples` turns a model and diffusion (optionally a
+classifier, labels, low-resolution inputs) into uint8 images with per-sample seeds. The sampling
+scripts call it for each shard (through `shard_batches`); a notebook calls it directly:
+
+    images, labels = generate_samples(model, diffusion, num_samples=16, batch_size=8,
+                                      classifier=classifier, classifier_scale=4.0,
+                                      labels="balanced", sampler="dpm++2m", steps=20)
+
+Sample i depends only on (seed, i) and its label / low-resolution input, not on the batch size,
+the device batch it shares, or how the indices are split over shards and MPI ranks.
+"""
+
+import sys
+
+import numpy as np
+import torch as th
+from tqdm.auto import tqdm
+
+from ..data.pixels import from_uint8_nhwc, to_uint8_nhwc
+from ..diffusion.respacing import SpacedDiffusion, space_timesteps
+from ..models.unet import SuperResModel
+from ..runtime import distributed as dist_util
+from .guidance import make_cond_fn, make_model_fn
+from .labels import check_labels, labels_for_indices, parse_class_labels
+from .samplers import resolve_sampler, run_sampler
+from .seeds import PerSampleNoise
 
 
-def generate(diffusion, model_fn, shape, noise, *, use_ddim=False, eta=0.0, clip_denoised=True,
-             model_kwargs=None, cond_fn=None, device=None):
+def respace(diffusion, steps):
     """
-    Run one reverse-diffusion batch with per-sample noise.
+    The same process on `steps` of its timesteps (`space_timesteps`' rules).
 
-    :param diffusion: a (Spaced)GaussianDiffusion.
-    :param model_fn: model(x, t, **model_kwargs).
-    :param shape: (N, C, H, W).
-    :param noise: a `seeds.PerSampleNoise` for the N samples.
-    :param use_ddim: DDIM (with `eta`) instead of ancestral sampling.
-    :return: float tensor [N, C, H, W], nominally in [-1, 1].
+    :param diffusion: a GaussianDiffusion over all its original timesteps (e.g. built with
+                      timestep_respacing="").
+    :param steps: an int (that many, evenly spread) or a --timestep_respacing string ("ddim25",
+                  "logsnr20").
+    :return: a SpacedDiffusion whose model calls see the original timestep indices.
+    :raises ValueError: when `diffusion` already skips timesteps (its original betas are gone).
     """
-    kwargs = dict(
-        noise=noise.initial_noise(shape, device),
-        clip_denoised=clip_denoised,
-        cond_fn=cond_fn,
-        model_kwargs=model_kwargs or {},
-        device=device,
-        progress=False,
-        noise_fn=noise.noise_fn,
-    )
-    if use_ddim:
-        return diffusion.ddim_sample_loop(model_fn, shape, eta=eta, **kwargs)
-    return diffusion.p_sample_loop(model_fn, shape, **kwargs)
+    timestep_map = list(getattr(diffusion, "timestep_map", range(diffusion.num_timesteps)))
+    if timestep_map != list(range(diffusion.num_timesteps)):
+        raise ValueError(f"steps={steps!r} needs a diffusion over all its timesteps, but this one already "
+                         f"runs on {diffusion.num_timesteps} of {max(timestep_map) + 1}: build it with "
+                         f"timestep_respacing='' (or pass the respacing there instead of steps)")
+    kept = space_timesteps(diffusion.num_timesteps, str(steps), betas=diffusion.betas)
+    return SpacedDiffusion(use_timesteps=kept,
+                           betas=diffusion.betas, model_mean_type=diffusion.model_mean_type,
+                           model_var_type=diffusion.model_var_type, loss_type=diffusion.loss_type,
+                           rescale_timesteps=diffusion.rescale_timesteps)
 
 
-def check_eta(eta, use_ddim):
-    """:raises ValueError: when a non-zero --eta is given without DDIM sampling."""
-    if eta != 0 and not use_ddim:
-        raise ValueError(f"--eta {eta} only applies to DDIM sampling: add --use_ddim True")
+def known_classes(model, classifier=None):
+    """
+    :return: how many classes the networks know (the model's label rows and the classifier's
+             outputs, the smaller of the two), or None when neither takes labels.
+    """
+    counts = [getattr(model, "num_classes", None)]
+    if classifier is not None:
+        counts.append(classifier.out_channels)
+    counts = [int(n) for n in counts if n]
+    return min(counts) if counts else None
+
+
+def _label_spec(labels, num_classes):
+    """`labels` as `labels_for_indices` takes it: None, "balanced" or a tuple, checked."""
+    if labels is None or isinstance(labels, str):
+        return parse_class_labels(labels, num_classes)
+    table = np.asarray(labels)
+    if table.ndim != 1 or table.size == 0 or not np.issubdtype(table.dtype, np.integer):
+        raise ValueError(f"labels must be None, 'balanced', a comma list or a non-empty sequence of ints, "
+                         f"got {table.dtype} of shape {table.shape}")
+    check_labels(table, num_classes)
+    return tuple(int(v) for v in table)
+
+
+def _resolve_classes(model, classifier, labels, num_classes):
+    """:return: (num_classes, label spec), both None when no network takes labels."""
+    known = known_classes(model, classifier)
+    if known is None:
+        if labels is not None and not (isinstance(labels, str) and not labels.strip()):
+            raise ValueError("labels need a class-conditional model or a classifier")
+        return None, None
+    if num_classes is not None and not 0 < num_classes <= known:
+        raise ValueError(f"num_classes must be in [1, {known}] (the classes the networks know), got {num_classes}")
+    num_classes = num_classes or known
+    return num_classes, _label_spec(labels, num_classes)
+
+
+class _Job:
+    """What every batch of one `generate_samples` call shares, resolved and checked once."""
+
+    def __init__(self, model, diffusion, *, classifier, classifier_scale, labels, num_classes, low_res,
+                 sampler, eta, clip_denoised, device):
+        self.diffusion, self.sampler, self.eta, self.clip_denoised = diffusion, sampler, eta, clip_denoised
+        self.device = device or next(model.parameters()).device
+        self.num_classes, self.labels = _resolve_classes(model, classifier, labels, num_classes)
+        if isinstance(model, SuperResModel) != (low_res is not None):
+            raise ValueError("low_res (uint8 [M, h, w, 3]) is needed exactly when the model is a SuperResModel")
+        self.low_res = None if low_res is None else np.asarray(low_res)
+        self.model_fn = make_model_fn(model, class_cond=getattr(model, "num_classes", None) is not None)
+        use_classifier = classifier is not None and classifier_scale != 0
+        self.cond_fn = make_cond_fn(classifier, classifier_scale) if use_classifier else None
+        self.shape = (3, model.image_size, model.image_size)
+
+    def batch(self, indices, seed):
+        """:return: (uint8 images [len(indices), H, W, 3], int64 labels [len(indices)] or None)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        model_kwargs, labels = {}, None
+        if self.num_classes is not None:
+            labels = labels_for_indices(self.labels, seed, indices, self.num_classes)
+            model_kwargs["y"] = th.from_numpy(labels).to(self.device)
+        if self.low_res is not None:
+            model_kwargs["low_res"] = from_uint8_nhwc(self.low_res[indices % len(self.low_res)], self.device)
+        noise = PerSampleNoise(seed, indices, self.device)
+        with th.no_grad():
+            x = run_sampler(self.diffusion, self.sampler, self.model_fn, (len(indices),) + self.shape, noise,
+                            eta=self.eta, clip_denoised=self.clip_denoised, model_kwargs=model_kwargs,
+                            cond_fn=self.cond_fn, device=self.device)
+        return to_uint8_nhwc(x), labels
+
+
+def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_size=16, seed=0,
+                     sampler="ancestral", steps=None, eta=0.0, clip_denoised=True, classifier=None,
+                     classifier_scale=0.0, labels=None, num_classes=None, low_res=None, device=None,
+                     progress=True):
+    """
+    Sample images with per-sample seeds.
+
+    :param model: UNetModel or SuperResModel (in eval mode); class-conditional when it has
+                  `num_classes`, then it gets each sample's label.
+    :param diffusion: a (Spaced)GaussianDiffusion; its timesteps are the step grid.
+    :param num_samples: sample indices 0 .. num_samples - 1; or give `indices` instead.
+    :param indices: the global sample indices to produce (e.g. one shard of a larger run).
+    :param batch_size: samples per forward pass.
+    :param seed: the run seed: sample i's noise and random label come from (seed, i).
+    :param sampler: one of `samplers.SAMPLERS` ("ancestral", "ddim", "dpm++2m", ...).
+    :param steps: respace `diffusion` (over all its timesteps) to this many steps first (an
+                  int, or a --timestep_respacing string); None keeps its grid.
+    :param eta: DDIM's eta (ddim only).
+    :param classifier: a noise-aware classifier for guidance (its outputs bound the labels).
+    :param classifier_scale: the guidance scale s (0: the classifier only bounds the labels).
+    :param labels: when a network takes labels: None (uniform per sample from its own seeded
+                   stream), "balanced" (i % num_classes), a comma list string, or a sequence of
+                   ints cycled over the samples (sample i gets labels[i % len(labels)]).
+    :param num_classes: draw labels from [0, num_classes) (default: every class the networks know).
+    :param low_res: SuperResModel only: uint8 [M, h, w, 3]; sample i upsamples low_res[i % M].
+    :param device: where sampling runs (default: the model's device).
+    :param progress: a tqdm bar (images) on rank 0.
+    :return: (images uint8 numpy [N, H, W, 3], labels int64 numpy [N], or None when no network
+             takes labels), rows in the order of the indices.
+    :raises ValueError: for bad arguments (sampler, eta, labels, classes, low_res, counts).
+    """
+    if (num_samples is None) == (indices is None):
+        raise ValueError("give exactly one of num_samples and indices")
+    indices = np.arange(num_samples, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0 or batch_size <= 0:
+        raise ValueError(f"need at least one sample and batch_size > 0, got {len(indices)} and {batch_size}")
+    sampler = resolve_sampler(sampler, eta=eta)
+    if steps is not None:
+        diffusion = respace(diffusion, steps)
+    job = _Job(model, diffusion, classifier=classifier, classifier_scale=classifier_scale, labels=labels,
+               num_classes=num_classes, low_res=low_res, sampler=sampler, eta=eta,
+               clip_denoised=clip_denoised, device=device)
+    images, out_labels = [], []
+    show = progress and dist_util.get_rank() == 0
+    with tqdm(total=len(indices), unit="img", desc=f"sampling ({sampler})", disable=not show, file=sys.stderr) as bar:
+        for start in range(0, len(indices), batch_size):
+            batch_images, batch_labels = job.batch(indices[start:start + batch_size], seed)
+            images.append(batch_images)
+            out_labels.append(batch_labels)
+            bar.update(len(batch_images))
+    labels_out = None if out_labels[0] is None else np.concatenate(out_labels)
+    return np.concatenate(images), labels_out
+
+
+def shard_batches(model, diffusion, **kwargs):
+    """
+    The `make_batch(indices, seed)` of the shard loop (`runner.sample_to_npz`): one
+    `generate_samples` call per shard.
+
+    :param kwargs: `generate_samples` keywords other than num_samples, indices, batch_size,
+                   seed and progress.
+    :return: make_batch(indices, seed) -> {"arr_0": uint8 [n, H, W, 3], "arr_1": int64 [n]
+             when a network takes labels}.
+    """
+
+    def make_batch(indices, seed):
+        images, labels = generate_samples(model, diffusion, indices=indices, batch_size=len(indices), seed=seed,
+                                          progress=False, **kwargs)
+        return {"arr_0": images} if labels is None else {"arr_0": images, "arr_1": labels}
+
+    return make_batch

@@ -57,13 +57,13 @@ def make_model_fn(model, class_cond):
     Wrap the diffusion model so labels reach it only when it is class-conditional
     (the labels in model_kwargs are otherwise meant for the classifier only).
 
-    :param model: the UNet, called as model(x, t, y).
+    :param model: the UNet, called as model(x, t, y=labels or None, **kwargs).
     :param class_cond: whether the model takes labels.
     :return: model_fn(x, t, y=None, **kwargs).
     """
 
     def model_fn(x, t, y=None, **kwargs):
-        return model(x, t, y if class_cond else None, **kwargs)
+        return model(x, t, y=y if class_cond else None, **kwargs)
 
     return model_fn
 

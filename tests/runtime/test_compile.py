@@ -6,7 +6,7 @@ import torch as th
 from guided_diffusion.runtime import compile as C
 from guided_diffusion.runtime import logger
 from guided_diffusion.sampling.guidance import make_cond_fn, make_model_fn
-from guided_diffusion.sampling.generate import generate
+from guided_diffusion.sampling.samplers import run_sampler
 from guided_diffusion.sampling.seeds import PerSampleNoise
 from sample_helpers import build_classifier, build_model, one_thread, perturb_and_save
 
@@ -96,8 +96,8 @@ def _samples(guided, wrap, batches):
         idx = range(start, start + n)
         y = th.tensor([i % 10 for i in idx])
         with th.no_grad():
-            out.append(generate(diffusion, model_fn, (n, 3, 8, 8), PerSampleNoise(7, idx),
-                                cond_fn=cond_fn, model_kwargs={"y": y}))
+            out.append(run_sampler(diffusion, "ancestral", model_fn, (n, 3, 8, 8), PerSampleNoise(7, idx),
+                                   cond_fn=cond_fn, model_kwargs={"y": y}))
         start += n
     return th.cat(out)
 

@@ -4,6 +4,7 @@ import argparse
 import json
 
 from guided_diffusion.sampling.record import find_finished, run_config
+from guided_diffusion.sampling.shards import config_key
 
 
 def _args(**kw):
@@ -44,3 +45,9 @@ def test_unseeded_runs_are_never_finished(tmp_path):
     config = run_config("image_sample", _args(seed=-1))
     _finish(tmp_path, config)
     assert find_finished(str(tmp_path), config, 4) is None
+
+
+def test_the_sampler_keys_the_shards():
+    ddim = run_config("image_sample", _args(sampler="ddim"))
+    assert ddim["flags"]["sampler"] == "ddim"
+    assert config_key(ddim) != config_key(run_config("image_sample", _args(sampler="dpm++2m")))

@@ -77,6 +77,9 @@ IMAGE_CASES = {
     "label_out_of_range": (dict(class_cond=True, class_labels="1,1000"), "outside [0, 1000)"),
     "too_many_classes": (dict(class_cond=True, num_classes=5000), "--num_classes"),
     "labels_for_unconditional_model": (dict(class_labels="1,2"), "--class_cond True"),
+    "unknown_sampler": (dict(sampler="euler"), "one of: auto, ancestral, ddim, dpm++2m, dpm++3m, dpm++2m-sde"),
+    "eta_with_deterministic_solver": (dict(sampler="dpm++2m", eta=0.5), "deterministic solver"),
+    "use_ddim_with_another_sampler": (dict(sampler="ancestral", use_ddim=True), "--use_ddim True asks for DDIM"),
 }
 
 

@@ -16,7 +16,7 @@ import torch as th
 from guided_diffusion.data.pixels import to_uint8_nhwc as images_to_uint8
 from guided_diffusion.runtime.cli import INTERRUPTED_EXIT_CODE
 from guided_diffusion.sampling import runner
-from guided_diffusion.sampling.generate import generate
+from guided_diffusion.sampling.samplers import run_sampler
 from guided_diffusion.sampling.guidance import classifier_log_probs
 from guided_diffusion.sampling.seeds import PerSampleNoise, random_labels
 from sample_helpers import (
@@ -115,6 +115,7 @@ def test_image_sample_npz_has_exact_layout_and_grid(unguided):
     with open(os.path.join(unguided, f"samples_{N}x8x8x3.json")) as f:
         record = json.load(f)
     assert record["seed"] == SEED and record["config"]["flags"]["num_samples"] == N
+    assert record["config"]["flags"]["sampler"] == "ancestral"  # the original's default, recorded
     assert not [f for f in os.listdir(unguided) if f.startswith("sample_shards-")]  # shards cleaned up
     assert len({arrays["arr_0"][i].tobytes() for i in range(N)}) == N  # no duplicated noise
 
@@ -137,6 +138,20 @@ def test_two_ranks_give_the_same_samples_as_one(ckpts, unguided, tmp_path):
     assert np.array_equal(two, _npz(unguided)["arr_0"]), proc.stdout
 
 
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+def test_guided_dpm_solver_gives_identical_npz_files_on_one_and_two_ranks(ckpts, tmp_path):
+    files = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"n{ranks}"
+        _ok(run_script("classifier_sample.py", _guided_args(ckpts, GUIDED_SCALE, output_dir=out, batch_size=3,
+                                                            sampler="dpm++2m"),
+                       launcher=(MPIEXEC, "-n", str(ranks))))
+        with open(out / f"samples_{N}x8x8x3.json") as f:
+            assert json.load(f)["config"]["flags"]["sampler"] == "dpm++2m"
+        files[ranks] = (out / f"samples_{N}x8x8x3.npz").read_bytes()
+    assert files[1] == files[2]
+
+
 def test_class_cond_labels_recorded_are_the_labels_used(ckpts, tmp_path, monkeypatch, capsys):
     _ok_in_process("image_sample.py", _model_args(
         ckpts, model_path=ckpts["cond_model"], class_cond=True, class_labels="7,2", num_samples=3,
@@ -150,8 +165,8 @@ def test_class_cond_labels_recorded_are_the_labels_used(ckpts, tmp_path, monkeyp
     rebuilt = {}
     for label in (2, 7):
         with th.no_grad():
-            x = generate(diffusion, model, (1, 3, 8, 8), PerSampleNoise(SEED, [1]),
-                         model_kwargs={"y": th.tensor([label])})
+            x = run_sampler(diffusion, "ancestral", model, (1, 3, 8, 8), PerSampleNoise(SEED, [1]),
+                            model_kwargs={"y": th.tensor([label])})
         rebuilt[label] = images_to_uint8(x)[0].astype(int)
     assert np.abs(rebuilt[2] - arrays["arr_0"][1]).max() <= 1
     assert np.abs(rebuilt[7] - arrays["arr_0"][1]).max() > 1
@@ -178,17 +193,30 @@ def _mean_requested_log_prob(ckpts, arrays):
     return lp.mean().item()
 
 
-@pytest.mark.parametrize("use_ddim", [False, True])
-def test_positive_scale_raises_requested_label_log_prob(ckpts, tmp_path, use_ddim, monkeypatch, capsys):
+@pytest.mark.parametrize("use_ddim,sampler", [(False, "auto"), (True, "auto"), (False, "dpm++2m")])
+def test_positive_scale_raises_requested_label_log_prob(ckpts, tmp_path, use_ddim, sampler, monkeypatch, capsys):
     lps = []
     for scale in (0.0, GUIDED_SCALE):
         out = str(tmp_path / f"scale{scale}")
-        _ok_in_process("classifier_sample.py", _guided_args(ckpts, scale, output_dir=out, use_ddim=use_ddim),
+        _ok_in_process("classifier_sample.py", _guided_args(ckpts, scale, output_dir=out, use_ddim=use_ddim,
+                                                            sampler=sampler),
                        monkeypatch, capsys)
         arrays = _npz(out)
         assert arrays["arr_1"].tolist() == random_labels(SEED, range(N), 4).tolist()
         lps.append(_mean_requested_log_prob(ckpts, arrays))
     assert lps[1] > lps[0]
+
+
+def test_use_ddim_true_is_the_ddim_sampler(ckpts, tmp_path, monkeypatch, capsys):
+    outputs = {}
+    for name, flags in (("use_ddim", dict(use_ddim=True)), ("sampler", dict(sampler="ddim"))):
+        out = tmp_path / name
+        _ok_in_process("image_sample.py", _model_args(ckpts, output_dir=out, **flags), monkeypatch, capsys)
+        with open(out / f"samples_{N}x8x8x3.json") as f:
+            record = json.load(f)["config"]
+        assert record["flags"]["sampler"] == "ddim" and record["flags"]["use_ddim"] is True
+        outputs[name] = _npz(str(out))["arr_0"]
+    assert np.array_equal(outputs["use_ddim"], outputs["sampler"])
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_npz(ckpts, unguided, tmp_path, monkeypatch, capsys):
