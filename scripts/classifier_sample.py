@@ -23,14 +23,13 @@ from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.sampling.defaults import class_label_defaults, sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
 from guided_diffusion.sampling.guidance import check_classifier_size
-from guided_diffusion.sampling.labels import parse_class_labels, resolve_num_classes
+from guided_diffusion.sampling.labels import parse_class_labels
 from guided_diffusion.sampling.loading import load_for_inference
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.script_util import (
-    NUM_CLASSES,
     add_dict_to_argparser,
     args_to_dict,
     classifier_defaults,
@@ -43,8 +42,7 @@ from guided_diffusion.script_util import (
 def main():
     args = parse_and_validate(create_argparser())
     resolve_sampler_flags(args)
-    num_classes = resolve_num_classes(args.num_classes, NUM_CLASSES)
-    labels = parse_class_labels(args.class_labels, num_classes)
+    labels = parse_class_labels(args.class_labels, args.num_classes)
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
@@ -62,7 +60,7 @@ def main():
     logger.log(f"sampling ({args.sampler})...")
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
                                classifier=classifier, classifier_scale=args.classifier_scale, labels=labels,
-                               num_classes=num_classes, device=dist_util.dev())
+                               num_classes=args.num_classes, device=dist_util.dev())
     config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"))
     sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
 

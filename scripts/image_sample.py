@@ -20,14 +20,13 @@ from guided_diffusion.config.flags import parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.sampling.defaults import class_label_defaults, sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
-from guided_diffusion.sampling.labels import parse_class_labels, resolve_num_classes
+from guided_diffusion.sampling.labels import parse_class_labels
 from guided_diffusion.sampling.loading import load_for_inference
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.script_util import (
-    NUM_CLASSES,
     add_dict_to_argparser,
     args_to_dict,
     create_model_and_diffusion,
@@ -38,11 +37,10 @@ from guided_diffusion.script_util import (
 def main():
     args = parse_and_validate(create_argparser())
     resolve_sampler_flags(args)
-    num_classes = resolve_num_classes(args.num_classes, NUM_CLASSES)
     if args.class_labels and not args.class_cond:
         raise ValueError("--class_labels needs a class-conditional model (--class_cond True); "
                          "use classifier_sample.py to steer an unconditional model")
-    labels = parse_class_labels(args.class_labels, num_classes) if args.class_cond else None
+    labels = parse_class_labels(args.class_labels, args.num_classes) if args.class_cond else None
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
@@ -52,7 +50,7 @@ def main():
 
     logger.log(f"sampling ({args.sampler})...")
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
-                               labels=labels, num_classes=num_classes if args.class_cond else None,
+                               labels=labels, num_classes=args.num_classes if args.class_cond else None,
                                device=dist_util.dev())
     sample_to_npz(out_dir, run_config("image_sample", args), args.num_samples, args.batch_size, make_batch,
                   progress=args.progress)

@@ -27,7 +27,6 @@ from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.script_util import (
-    NUM_CLASSES,
     add_dict_to_argparser,
     args_to_dict,
     sr_create_model_and_diffusion,
@@ -38,7 +37,8 @@ from guided_diffusion.script_util import (
 def main():
     args = parse_and_validate(create_argparser())
     resolve_sampler_flags(args)
-    base_images, base_labels = load_base_samples(args.base_samples, args.small_size, args.class_cond, NUM_CLASSES)
+    base_images, base_labels = load_base_samples(args.base_samples, args.small_size, args.class_cond,
+                                                 args.num_classes)
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model...")

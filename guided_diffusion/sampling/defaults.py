@@ -27,7 +27,7 @@ def sampling_defaults():
 
 def class_label_defaults():
     """
-    class_labels: "" random per sample, "balanced", or a comma list (cycled over the samples);
-    num_classes: labels come from [0, num_classes), 0 meaning every class the networks know.
+    class_labels: "" random per sample, "balanced", or a comma list (cycled over the samples).
+    Labels come from [0, num_classes), the --num_classes flag of the model and classifier defaults.
     """
-    return dict(class_labels="", num_classes=0)
+    return dict(class_labels="")

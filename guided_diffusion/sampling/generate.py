@@ -143,7 +143,9 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
     :param labels: when a network takes labels: None (uniform per sample from its own seeded
                    stream), "balanced" (i % num_classes), a comma list string, or a sequence of
                    ints cycled over the samples (sample i gets labels[i % len(labels)]).
-    :param num_classes: draw labels from [0, num_classes) (default: every class the networks know).
+    :param num_classes: draw labels from [0, num_classes) (default: every class the networks
+                        know; a model trained with label dropout has one more label row, the
+                        null class, so give its real class count here).
     :param low_res: SuperResModel only: uint8 [M, h, w, 3]; sample i upsamples low_res[i % M].
     :param device: where sampling runs (default: the model's device).
     :param progress: a tqdm bar (images) on rank 0.

@@ -12,20 +12,6 @@ import numpy as np
 from .seeds import random_labels
 
 
-def resolve_num_classes(requested, available):
-    """
-    :param requested: the --num_classes flag (0 means all).
-    :param available: classes the networks know (label embedding rows / classifier outputs).
-    :return: the number of classes labels are drawn from.
-    :raises ValueError: when requested is negative or larger than available.
-    """
-    if requested == 0:
-        return available
-    if not 0 < requested <= available:
-        raise ValueError(f"--num_classes must be in [1, {available}] (0 means {available}), got {requested}")
-    return requested
-
-
 def parse_class_labels(spec, num_classes):
     """
     Parse and validate a `--class_labels` value.

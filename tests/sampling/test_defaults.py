@@ -14,4 +14,4 @@ def test_every_numeric_flag_of_the_group_has_a_range_rule():
     groups = dict(sampling_defaults(), **class_label_defaults())
     numeric = [k for k, v in groups.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     assert sorted(numeric) == sorted(k for k in numeric if k in FLAG_RULES)
-    assert {"num_samples", "batch_size", "seed", "eta", "num_classes"} <= set(numeric)
+    assert {"num_samples", "batch_size", "seed", "eta"} <= set(numeric)

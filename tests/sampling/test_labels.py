@@ -7,7 +7,6 @@ from guided_diffusion.sampling.labels import (
     check_labels,
     labels_for_indices,
     parse_class_labels,
-    resolve_num_classes,
 )
 
 
@@ -31,14 +30,6 @@ def test_balanced_and_cycled_labels():
 def test_random_labels_stay_below_num_classes():
     labels = labels_for_indices(None, 0, range(500), 3)
     assert set(labels.tolist()) == {0, 1, 2}
-
-
-def test_num_classes_zero_means_all_and_larger_is_refused():
-    assert resolve_num_classes(0, 1000) == 1000
-    assert resolve_num_classes(10, 1000) == 10
-    for bad in (-1, 1001):
-        with pytest.raises(ValueError, match="--num_classes"):
-            resolve_num_classes(bad, 1000)
 
 
 def test_check_labels_refuses_labels_at_or_above_num_classes():

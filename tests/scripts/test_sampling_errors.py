@@ -27,14 +27,16 @@ _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad_inputs")
-    paths = {k: str(d / f"{k}.pt") for k in ("model", "classifier", "sr")}
+    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "classifier", "sr")}
     perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
+    perturb_and_save(build_model(class_cond=True)[0], paths["cond_model"], 3, 0.02)
     perturb_and_save(build_classifier(), paths["classifier"], 1, 0.05)
     perturb_and_save(build_sr()[0], paths["sr"], 2, 0.02)
     np.savez(str(d / "good.npz"), np.zeros((2, 8, 8, 3), np.uint8))
     np.savez(str(d / "wrong_key.npz"), images=np.zeros((2, 8, 8, 3), np.uint8))
     np.savez(str(d / "wrong_shape.npz"), np.zeros((2, 16, 16, 3), np.uint8))
     np.savez(str(d / "wrong_dtype.npz"), np.zeros((2, 8, 8, 3), np.float32))
+    np.savez(str(d / "labels_10.npz"), np.zeros((2, 8, 8, 3), np.uint8), np.array([3, 10]))
     np.save(str(d / "single.npy"), np.zeros((2, 8, 8, 3), np.uint8))
     with open(str(d / "text.npz"), "w") as f:
         f.write("not a zip")
@@ -75,8 +77,10 @@ IMAGE_CASES = {
     "respacing_too_many_steps": (dict(timestep_respacing="200"), "200"),
     "respacing_bad_ddim": (dict(timestep_respacing="ddim11"), "11"),
     "label_out_of_range": (dict(class_cond=True, class_labels="1,1000"), "outside [0, 1000)"),
-    "too_many_classes": (dict(class_cond=True, num_classes=5000), "--num_classes"),
+    # the class count is the checkpoint's (1000 label rows here), so asking for more is a mismatch
+    "too_many_classes": (dict(class_cond=True, num_classes=5000, model_path="<cond_model>"), "--num_classes"),
     "labels_for_unconditional_model": (dict(class_labels="1,2"), "--class_cond True"),
+    "label_at_num_classes": (dict(class_cond=True, num_classes=10, class_labels="3,10"), "outside [0, 10)"),
     "unknown_sampler": (dict(sampler="euler"), "one of: auto, ancestral, ddim, dpm++2m, dpm++3m, dpm++2m-sde"),
     "eta_with_deterministic_solver": (dict(sampler="dpm++2m", eta=0.5), "deterministic solver"),
     "use_ddim_with_another_sampler": (dict(sampler="ancestral", use_ddim=True), "--use_ddim True asks for DDIM"),
@@ -86,6 +90,8 @@ IMAGE_CASES = {
 @pytest.mark.parametrize("case", sorted(IMAGE_CASES))
 def test_image_sample_bad_input(case, files, tmp_path, monkeypatch, capsys):
     extra, expected = IMAGE_CASES[case]
+    if extra.get("model_path") == "<cond_model>":
+        extra = dict(extra, model_path=files["cond_model"])
     err = _run("image_sample.py", _model(files, **extra), tmp_path, monkeypatch, capsys)
     assert expected in err
 
@@ -102,6 +108,8 @@ GUIDED_CASES = {
     "classifier_flags_differ": (dict(classifier_width=64), "--classifier_width 32"),
     "classifier_trained_at_other_size": (
         dict(image_size=16, classifier_attention_resolutions=8), "classifier checkpoint is for 8x8 images"),
+    "label_at_num_classes": (dict(class_labels="5,1000"), "outside [0, 1000)"),
+    "classifier_has_other_class_count": (dict(num_classes=10), "--num_classes 1000"),
 }
 
 
@@ -124,6 +132,7 @@ SR_CASES = {
     "npy_not_npz": ("single.npy", {}, "not a readable npz"),
     "not_a_zip": ("text.npz", {}, "not a readable npz"),
     "labels_missing_for_class_cond": ("good.npz", {"class_cond": True}, "no 'arr_1' labels"),
+    "label_at_num_classes": ("labels_10.npz", {"class_cond": True, "num_classes": 10}, "must lie in [0, 10)"),
 }
 
 

@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -294,13 +295,22 @@ def test_user_error_exits_cleanly_without_traceback(ckpts, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith("samples_")]
 
 
+def _wait_for_first_shard(out_dir, timeout=120):
+    """Poll until a shard file exists under `out_dir` (a pathlib.Path)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        dirs = [d for d in os.listdir(out_dir) if d.startswith("sample_shards-")]
+        if dirs and any(f.startswith("shard_") for f in os.listdir(out_dir / dirs[0])):
+            return
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_real_kill_after_first_shard_resumes(ckpts, unguided, tmp_path):
     """SIGKILL the process once a shard file appears; the rerun completes the same npz."""
     import signal
     import subprocess
     import sys
-    import time
 
     from sample_helpers import REPO
 
@@ -308,14 +318,37 @@ def test_real_kill_after_first_shard_resumes(ckpts, unguided, tmp_path):
         ckpts, output_dir=tmp_path, batch_size=1)
     proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        dirs = [d for d in os.listdir(tmp_path) if d.startswith("sample_shards-")]
-        if dirs and any(f.startswith("shard_") for f in os.listdir(tmp_path / dirs[0])):
-            break
-        time.sleep(0.05)
+    _wait_for_first_shard(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not [f for f in os.listdir(tmp_path) if f.startswith("samples_")]
     _ok(run_script("image_sample.py", _model_args(ckpts, output_dir=tmp_path, batch_size=1)))
     assert np.array_equal(_npz(str(tmp_path))["arr_0"], _npz(unguided)["arr_0"])
+
+
+@pytest.mark.slow
+def test_real_ctrl_c_keeps_shards_says_so_in_one_line_and_the_rerun_resumes(ckpts, unguided, tmp_path):
+    """SIGINT (what Ctrl-C sends) once a shard file appears: exit 130, one line, no traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    from sample_helpers import REPO
+
+    many = 5 * N  # enough shards that the run is still going when the signal lands
+    args = [sys.executable, os.path.join(REPO, "scripts", "image_sample.py")] + _model_args(
+        ckpts, output_dir=tmp_path, batch_size=1, progress=False, num_samples=many)
+    proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_first_shard(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("image_sample.py:")]
+    assert len(lines) == 1 and "shards kept" in lines[0] and "rerun the same command to resume" in lines[0]
+    kept = int(lines[0].split("interrupted: ")[1].split(" of ")[0])
+    shard_dir = [d for d in os.listdir(tmp_path) if d.startswith("sample_shards-")][0]
+    assert kept == len([f for f in os.listdir(tmp_path / shard_dir) if f.startswith("shard_")]) >= 1
+    assert not [f for f in os.listdir(tmp_path / shard_dir) if f.startswith(".tmp-")]
+    _ok(run_script("image_sample.py", _model_args(ckpts, output_dir=tmp_path, batch_size=1, num_samples=many)))
+    assert np.array_equal(_npz(str(tmp_path))["arr_0"][:N], _npz(unguided)["arr_0"])  # per-sample seeds
