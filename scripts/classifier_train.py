@@ -3,8 +3,9 @@ Train a noised (or, with --noised False, clean) image classifier for classifier 
 
 Without --data_dir the embedded digits are used: the training split for training and, unless
 --val_data_dir is given, the held-out split for validation.
-Logs and checkpoints go to $OPENAI_LOGDIR (else a new temp folder); --resume_checkpoint auto
-continues the newest complete checkpoint there. Resolved flags go to args.json.
+Logs and checkpoints go to --output_dir (else $OPENAI_LOGDIR, else a new temp folder);
+--resume_checkpoint auto continues the newest complete checkpoint there, and a run whose last
+checkpoint is already at the end says "nothing to do". Resolved flags go to args.json.
 """
 
 import argparse
@@ -30,7 +31,9 @@ from guided_diffusion.training.classifier import ClassifierTrainLoop  # noqa: E4
 def main():
     args = parse_and_validate(create_argparser())
     dist_util.setup_dist()
-    train_setup.start_run(args)
+    run = train_setup.start_run(args, "iterations")
+    if run.finished:
+        return 0
     data_flags = train_setup.choose_data(args, args.image_size, with_val=True)
     train_setup.write_args_json(args, **data_flags)
 
@@ -54,7 +57,7 @@ def main():
         data=data,
         val_data=val_data,
         schedule_sampler=create_named_schedule_sampler(args.schedule_sampler, diffusion) if args.noised else None,
-        resume_checkpoint=args.resume_checkpoint,
+        resume_checkpoint=run.resume_checkpoint,
         use_fp16=args.classifier_use_fp16,
         model_flags=model_flags,
         **args_to_dict(args, train_flags.CLASSIFIER_LOOP_FLAGS),

@@ -2,8 +2,9 @@
 Train a diffusion model on images.
 
 Without --data_dir the embedded handwritten digits (training split) are used at --image_size.
-Logs and checkpoints go to $OPENAI_LOGDIR (else a new temp folder); --resume_checkpoint auto
-continues the newest complete checkpoint there. Resolved flags go to args.json.
+Logs and checkpoints go to --output_dir (else $OPENAI_LOGDIR, else a new temp folder);
+--resume_checkpoint auto continues the newest complete checkpoint there, and a run whose last
+checkpoint is already at the end says "nothing to do". Resolved flags go to args.json.
 With --class_cond True --class_dropout_prob p, each label becomes the null class with
 probability p, so the model also learns the unconditional prediction (classifier-free guidance).
 """

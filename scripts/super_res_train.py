@@ -1,8 +1,9 @@
 """
 Train a super-resolution model: the low-resolution input is the batch area-downsampled to
 --small_size. Without --data_dir the embedded digits are used at --large_size.
-Logs and checkpoints go to $OPENAI_LOGDIR (else a new temp folder); --resume_checkpoint auto
-continues the newest complete checkpoint there. Resolved flags go to args.json.
+Logs and checkpoints go to --output_dir (else $OPENAI_LOGDIR, else a new temp folder);
+--resume_checkpoint auto continues the newest complete checkpoint there, and a run whose last
+checkpoint is already at the end says "nothing to do". Resolved flags go to args.json.
 """
 
 import argparse

@@ -206,7 +206,7 @@ def test_classifier_train_logs_accuracy_val_and_resumes(run_script, tmp_path):
                                                                "--log_interval", 1], tmp_path)
     assert code == 0, out
     assert "model000002.pt... at 2 step" in out and os.path.exists(tmp_path / "model000003.pt")
-    assert [r["step"] for r in _csv(tmp_path / "progress.csv")] == ["2"]  # only the resumed step ran
+    assert [r["step"] for r in _csv(tmp_path / "progress.csv")] == ["0", "1", "2"]  # appended: each step once
 
 
 def test_clean_classifier_trains_at_t0_only(run_script, tmp_path):
@@ -310,3 +310,99 @@ def test_image_train_under_mpiexec_two_ranks(tmp_path, cache_dir):
     assert train_state.checkpoint_is_complete(str(tmp_path), 2, [0.9999])
     doc = train_state.read_train_state(str(tmp_path / "train_state000002.json"))
     assert doc["world_size"] == 2 and [r["data"]["consumed"] for r in doc["ranks"]] == [2, 2]
+
+
+# Runs a training script with hooks: KILL_AT_STEP sends SIGKILL before that update; SIGNAL_DURING
+# names a checkpoint file during whose write two SIGTERMs arrive.
+_DRIVER = """
+import os, runpy, signal, sys
+import guided_diffusion.runtime.fileio as fio
+from guided_diffusion.training import loop
+kill_at = int(os.environ.get("KILL_AT_STEP", "-1"))
+run_step = loop.TrainLoopBase.run_step
+def killing_step(self, batch, cond):
+    if self.global_step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_step(self, batch, cond)
+loop.TrainLoopBase.run_step = killing_step
+write = fio.atomic_write
+def signalled_write(path, write_fn, binary=True):
+    def during(f):
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        write_fn(f)
+    hit = os.path.basename(path) == os.environ.get("SIGNAL_DURING")
+    return write(path, during if hit else write_fn, binary)
+fio.atomic_write = signalled_write
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(os.path.join(os.environ["PYTHONPATH"], "scripts", script), run_name="__main__")
+"""
+
+
+def _drive(tmp_path, cache_dir, script, args, **env):
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    return subprocess.run([sys.executable, str(driver), script, *[str(a) for a in args]], capture_output=True,
+                          text=True, env=_env(tmp_path / "unused", cache_dir, OMP_NUM_THREADS="1", **env),
+                          timeout=300)
+
+
+def test_kill9_then_resume_logs_every_step_exactly_once(tmp_path, cache_dir):
+    out_dir = tmp_path / "run"
+    args = TINY_UNET + ["--lr_anneal_steps", 6, "--save_interval", 2, "--log_interval", 1, "--seed", 1,
+                        "--resume_checkpoint", "auto", "--output_dir", out_dir]
+    killed = _drive(tmp_path, cache_dir, "image_train.py", args, KILL_AT_STEP="5")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [r["step"] for r in _csv(out_dir / "progress.csv")] == ["0", "1", "2", "3", "4"]  # row 4 > checkpoint 4
+    assert train_state.find_latest_checkpoint(str(out_dir), [0.9999]) == str(out_dir / "model000004.pt")
+    resumed = _drive(tmp_path, cache_dir, "image_train.py", args)
+    assert resumed.returncode == 0, resumed.stderr
+    with open(out_dir / "progress.csv") as f:
+        lines = f.read().splitlines()
+    assert "step" in lines[0].split(",") and not any("step" in line.split(",") for line in lines[1:])  # one header
+    assert [r["step"] for r in _csv(out_dir / "progress.csv")] == [str(i) for i in range(6)]
+    log = (out_dir / "log.txt").read_text()
+    assert log.count("resuming from") == 1 and "Logging to" in log.splitlines()[0]
+
+
+def test_finished_run_rerun_says_nothing_to_do_and_changes_no_file(run_script, tmp_path):
+    args = TINY_UNET + ["--lr_anneal_steps", 2, "--log_interval", 1, "--resume_checkpoint", "auto"]
+    code, out = run_script("image_train.py", args, tmp_path)
+    assert code == 0, out
+
+    def snapshot():
+        return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.iterdir()}
+
+    before = snapshot()
+    code, out = run_script("image_train.py", args, tmp_path)
+    assert code == 0 and out.strip() == (f"nothing to do: step 2 reached ({tmp_path / 'model000002.pt'} is the end "
+                                         f"of this run, --lr_anneal_steps 2)")
+    assert snapshot() == before
+    code, out = run_script("image_train.py", args[:-4] + ["--lr_anneal_steps", 1, "--resume_checkpoint", "auto"],
+                           tmp_path)
+    assert code == 0 and "past the end of this run at --lr_anneal_steps 1" in out and snapshot() == before
+
+
+@pytest.mark.parametrize("steps,during", [(2, "opt000002.pt"), (4, "ema_0.9999_000002.pt")])
+def test_sigterm_during_a_save_finishes_it_and_exits_with_a_message(tmp_path, cache_dir, steps, during):
+    out_dir = tmp_path / "run"
+    args = TINY_UNET + ["--lr_anneal_steps", steps, "--save_interval", 2, "--output_dir", out_dir]
+    out = _drive(tmp_path, cache_dir, "image_train.py", args, SIGNAL_DURING=during)
+    assert out.returncode == 128 + signal.SIGTERM, out.stderr
+    message = out.stderr.strip().splitlines()[-1]
+    assert message.startswith("image_train.py: ") and f"step 2 is saved in {out_dir}" in message
+    assert ("end of the run" in message) == (steps == 2) and ("--resume_checkpoint auto" in message) == (steps == 4)
+    assert not [n for n in os.listdir(out_dir) if n.startswith(".tmp-")]
+    assert train_state.find_latest_checkpoint(str(out_dir), [0.9999]) == str(out_dir / "model000002.pt")
+    for name in ("model000002.pt", "ema_0.9999_000002.pt", "opt000002.pt"):
+        assert th.load(out_dir / name, weights_only=True)
+
+
+def test_output_dir_wins_over_openai_logdir(run_script, tmp_path):
+    code, out = run_script("classifier_train.py", TINY_CLF + ["--iterations", 1, "--output_dir", tmp_path / "flag"],
+                           tmp_path / "env")
+    assert code == 0, out
+    assert {"model000001.pt", "args.json", "progress.csv"} <= set(os.listdir(tmp_path / "flag"))
+    assert not os.path.exists(tmp_path / "env")
+    assert json.loads((tmp_path / "flag" / "args.json").read_text())["output_dir"] == str(tmp_path / "flag")

@@ -2,14 +2,18 @@
 Key-value and text logging with the original guided-diffusion (OpenAI baselines) formats.
 
 Output directory: `configure(dir=...)`, else `$OPENAI_LOGDIR`, else a fresh
-`openai-<timestamp>` folder in the temp dir. Output formats: `configure(format_strs=...)`,
-else `$OPENAI_LOG_FORMAT` (default "stdout,log,csv") on rank 0 and `$OPENAI_LOG_FORMAT_MPI`
-(default "log") on other ranks, whose files get a `-rank%03i` suffix.
+`openai-<timestamp>` folder in the temp dir (`default_dir()`). Output formats:
+`configure(format_strs=...)`, else `$OPENAI_LOG_FORMAT` (default "stdout,log,csv") on rank 0 and
+`$OPENAI_LOG_FORMAT_MPI` (default "log") on other ranks, whose files get a `-rank%03i` suffix.
 
-Formats: "stdout" (a table on standard output), "log" (the same into `log<suffix>.txt`),
-"csv" (`progress<suffix>.csv`, columns grow as new keys appear), "json"
+Formats (classes in `log_formats.py`): "stdout" (a table on standard output), "log" (the same
+into `log<suffix>.txt`), "csv" (`progress<suffix>.csv`, columns grow as new keys appear), "json"
 (`progress<suffix>.json`, one object per line), "tensorboard" (`tb<suffix>/`, needs the
 `tensorboard` package).
+
+`configure(append=True)` continues the files already in the folder instead of truncating them;
+`discard_rows("step", n)` then removes the table rows of steps >= n, so a run resumed at step n
+neither loses nor repeats rows.
 
 Typical use::
 
@@ -20,170 +24,29 @@ Typical use::
 """
 
 import datetime
-import json
 import os
-import sys
 import tempfile
 import time
 import warnings
 from collections import defaultdict
 from contextlib import contextmanager
 
+from .log_formats import (  # noqa: F401  (the output classes are part of this module's API)
+    CSVOutputFormat,
+    HumanOutputFormat,
+    JSONOutputFormat,
+    KNOWN_FORMATS,
+    KVWriter,
+    SeqWriter,
+    TensorBoardOutputFormat,
+    make_output_format,
+)
+
 DEBUG = 10
 INFO = 20
 WARN = 30
 ERROR = 40
 DISABLED = 50
-
-KNOWN_FORMATS = ("stdout", "log", "csv", "json", "tensorboard")
-
-
-class KVWriter:
-    """An output that records dicts of key -> value."""
-
-    def writekvs(self, kvs):
-        raise NotImplementedError
-
-    def close(self):
-        pass
-
-
-class SeqWriter:
-    """An output that records free-text lines."""
-
-    def writeseq(self, seq):
-        raise NotImplementedError
-
-
-class HumanOutputFormat(KVWriter, SeqWriter):
-    """Boxed key/value tables and plain text lines, to a file path or an open stream."""
-
-    def __init__(self, filename_or_file):
-        if isinstance(filename_or_file, str):
-            self.file = open(filename_or_file, "wt")
-            self.own_file = True
-        else:
-            if not hasattr(filename_or_file, "write"):
-                raise ValueError(f"expected a file path or a writable stream, got {filename_or_file!r}")
-            self.file = filename_or_file
-            self.own_file = False
-
-    def writekvs(self, kvs):
-        key2str = {}
-        for key, val in sorted(kvs.items()):
-            valstr = "%-8.3g" % val if hasattr(val, "__float__") else str(val)
-            key2str[self._truncate(key)] = self._truncate(valstr)
-        if not key2str:
-            print("WARNING: tried to write empty key-value dict")
-            return
-        keywidth = max(map(len, key2str.keys()))
-        valwidth = max(map(len, key2str.values()))
-        dashes = "-" * (keywidth + valwidth + 7)
-        lines = [dashes]
-        for key, val in sorted(key2str.items(), key=lambda kv: kv[0].lower()):
-            lines.append("| %s%s | %s%s |" % (key, " " * (keywidth - len(key)), val, " " * (valwidth - len(val))))
-        lines.append(dashes)
-        self.file.write("\n".join(lines) + "\n")
-        self.file.flush()
-
-    @staticmethod
-    def _truncate(s, maxlen=30):
-        return s[: maxlen - 3] + "..." if len(s) > maxlen else s
-
-    def writeseq(self, seq):
-        self.file.write(" ".join(seq) + "\n")
-        self.file.flush()
-
-    def close(self):
-        if self.own_file:
-            self.file.close()
-
-
-class JSONOutputFormat(KVWriter):
-    """One JSON object per `dumpkvs` call, one per line."""
-
-    def __init__(self, filename):
-        self.file = open(filename, "wt")
-
-    def writekvs(self, kvs):
-        row = {k: (float(v) if hasattr(v, "dtype") else v) for k, v in sorted(kvs.items())}
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
-
-
-class CSVOutputFormat(KVWriter):
-    """A CSV table; when new keys appear, the header is extended and old rows padded."""
-
-    def __init__(self, filename):
-        self.file = open(filename, "w+t")
-        self.keys = []
-        self.sep = ","
-
-    def writekvs(self, kvs):
-        extra_keys = sorted(kvs.keys() - set(self.keys))
-        if extra_keys:
-            self.keys.extend(extra_keys)
-            self.file.seek(0)
-            lines = self.file.readlines()
-            self.file.seek(0)
-            self.file.truncate()
-            self.file.write(self.sep.join(self.keys) + "\n")
-            for line in lines[1:]:
-                self.file.write(line.rstrip("\n") + self.sep * len(extra_keys) + "\n")
-        values = ["" if kvs.get(k) is None else str(kvs.get(k)) for k in self.keys]
-        self.file.write(self.sep.join(values) + "\n")
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
-
-
-class TensorBoardOutputFormat(KVWriter):
-    """Scalars into a TensorBoard event directory (requires the `tensorboard` package)."""
-
-    def __init__(self, dir):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:  # pragma: no cover - depends on optional package
-            raise ValueError("log format 'tensorboard' needs the 'tensorboard' package (pip install tensorboard)") from e
-        self.writer = SummaryWriter(dir)
-        self.step = 0
-
-    def writekvs(self, kvs):
-        for k, v in kvs.items():
-            if hasattr(v, "__float__"):
-                self.writer.add_scalar(k, float(v), self.step)
-        self.writer.flush()
-        self.step += 1
-
-    def close(self):
-        self.writer.close()
-
-
-def make_output_format(format, ev_dir, log_suffix=""):
-    """
-    Build one output by name.
-
-    :param format: one of KNOWN_FORMATS.
-    :param ev_dir: directory for file outputs (created if missing).
-    :param log_suffix: appended to file names, e.g. "-rank001".
-    """
-    os.makedirs(ev_dir, exist_ok=True)
-    if format == "stdout":
-        return HumanOutputFormat(sys.stdout)
-    if format == "log":
-        return HumanOutputFormat(os.path.join(ev_dir, "log%s.txt" % log_suffix))
-    if format == "json":
-        return JSONOutputFormat(os.path.join(ev_dir, "progress%s.json" % log_suffix))
-    if format == "csv":
-        return CSVOutputFormat(os.path.join(ev_dir, "progress%s.csv" % log_suffix))
-    if format == "tensorboard":
-        return TensorBoardOutputFormat(os.path.join(ev_dir, "tb%s" % log_suffix))
-    raise ValueError(f"Unknown format specified: {format!r}; allowed: {', '.join(KNOWN_FORMATS)}")
-
 
 # ----------------------------------------------------------------------------------------------
 # Module-level API (operates on the current logger)
@@ -209,6 +72,16 @@ def logkvs(d):
 def dumpkvs():
     """Write all recorded keys to every output, clear them, and return what was written."""
     return get_current().dumpkvs()
+
+
+def discard_rows(key, start):
+    """
+    Remove the rows whose `key` is a number >= `start` from the current logger's table files
+    (csv, json): a run resumed at step `start` writes those rows again.
+    """
+    for fmt in get_current().output_formats:
+        if isinstance(fmt, KVWriter):
+            fmt.discard_rows(key, start)
 
 
 def getkvs():
@@ -379,22 +252,25 @@ def mpi_weighted_mean(comm, local_name2valcount):
     return {name: name2sum[name] / name2count[name] for name in name2sum}
 
 
-def configure(dir=None, format_strs=None, comm=None, log_suffix=""):
+def default_dir():
+    """A fresh `<tmp>/openai-<timestamp>` path (not created), the folder when none is given."""
+    return os.path.join(tempfile.gettempdir(), datetime.datetime.now().strftime("openai-%Y-%m-%d-%H-%M-%S-%f"))
+
+
+def configure(dir=None, format_strs=None, comm=None, log_suffix="", append=False):
     """
     Make a new current logger.
 
-    :param dir: log directory; default `$OPENAI_LOGDIR`, else `<tmp>/openai-<timestamp>`.
+    :param dir: log directory; default `$OPENAI_LOGDIR`, else `default_dir()`.
     :param format_strs: list of format names (see KNOWN_FORMATS); default from the environment.
     :param comm: optional mpi4py communicator; `dumpkvs` then writes means over its ranks.
     :param log_suffix: appended to output file names (ranks > 0 also get "-rank%03i").
+    :param append: continue the log and table files already in `dir` (see the module docstring).
     """
     if dir is None:
         dir = os.getenv("OPENAI_LOGDIR")
     if dir is None:
-        dir = os.path.join(
-            tempfile.gettempdir(),
-            datetime.datetime.now().strftime("openai-%Y-%m-%d-%H-%M-%S-%f"),
-        )
+        dir = default_dir()
     dir = os.path.expanduser(os.fspath(dir))
     os.makedirs(dir, exist_ok=True)
 
@@ -408,7 +284,7 @@ def configure(dir=None, format_strs=None, comm=None, log_suffix=""):
         else:
             format_strs = os.getenv("OPENAI_LOG_FORMAT_MPI", "log").split(",")
     format_strs = [f.strip() for f in format_strs if f and f.strip()]
-    output_formats = [make_output_format(f, dir, log_suffix) for f in format_strs]
+    output_formats = [make_output_format(f, dir, log_suffix, append=append) for f in format_strs]
 
     if Logger.CURRENT is not None and Logger.CURRENT is not Logger.DEFAULT:
         Logger.CURRENT.close()

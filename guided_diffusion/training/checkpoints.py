@@ -1,6 +1,7 @@
 """
-The files of a training checkpoint: choosing the checkpoint to resume, loading model and EMA
-files strictly (a mismatch names the flags that differ), and writing files atomically.
+The files of a training checkpoint: choosing the checkpoint to resume (and saying what was found),
+loading model and EMA files strictly (a mismatch names the flags that differ), writing files
+atomically, and clearing the partial files an interrupted save left behind.
 
 File names and the side file are defined in `state.py`.
 """
@@ -12,6 +13,11 @@ import torch as th
 from ..config.checkpoint import load_model_checkpoint
 from ..runtime import fileio, logger
 from . import state as train_state
+
+# Files the logger writes into the output folder; they say nothing about checkpoints.
+_LOG_PREFIXES = ("log", "progress")
+_LOG_SUFFIXES = (".txt", ".csv", ".json")
+
 
 def save_state_file(state_dict, path):
     """`torch.save` written atomically for a local path, or through blobfile for a URL."""
@@ -91,9 +97,51 @@ def find_auto_checkpoint(log_dir, ema_rates=()):
     """
     `--resume_checkpoint auto`: the newest complete checkpoint in `log_dir`.
 
-    :return: (path or None, a one-line message saying what was found).
+    :return: (path or None, a one-line message saying what was found and what happens next).
     """
     path = train_state.find_latest_checkpoint(log_dir, ema_rates)
-    if path is None:
-        return None, f"--resume_checkpoint auto: no complete checkpoint in {log_dir}, starting fresh"
-    return path, f"--resume_checkpoint auto: resuming from {path}"
+    if path is not None:
+        step = train_state.parse_resume_step_from_filename(path)
+        return path, f"--resume_checkpoint auto: resuming from {path} (step {step})"
+    others = _files_of_other_runs(log_dir)
+    if not others:
+        return None, f"--resume_checkpoint auto: {log_dir} holds no checkpoint yet: starting at step 0"
+    shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+    why = _why_incomplete(log_dir, ema_rates)
+    return None, (
+        f"--resume_checkpoint auto: found no complete checkpoint in {log_dir}, which holds files of "
+        f"other runs ({shown}){why}: starting at step 0 in this folder"
+    )
+
+
+def _files_of_other_runs(log_dir):
+    if not log_dir or not os.path.isdir(log_dir):
+        return []
+    names = sorted(os.listdir(log_dir))
+    return [n for n in names if not (n.startswith(_LOG_PREFIXES) and n.endswith(_LOG_SUFFIXES))]
+
+
+def _why_incomplete(log_dir, ema_rates):
+    steps = train_state.checkpoint_steps(log_dir)
+    if not steps:
+        return ""
+    step = steps[-1]
+    needed = [train_state.ema_filename(r, step) for r in ema_rates] + [train_state.opt_filename(step)]
+    missing = [n for n in needed if not os.path.isfile(os.path.join(log_dir, n))]
+    return f"; the newest, {train_state.model_filename(step)}, lacks {', '.join(missing)}"
+
+
+def remove_partial_files(log_dir):
+    """
+    Delete the temporary files (`.tmp-<checkpoint name>-*`) of saves that were killed midway.
+
+    :return: the names removed.
+    """
+    if not log_dir or not os.path.isdir(log_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(log_dir)):
+        if name.startswith(".tmp-") and train_state.is_checkpoint_file(name[len(".tmp-") :].rsplit("-", 1)[0]):
+            os.remove(os.path.join(log_dir, name))
+            removed.append(name)
+    return removed

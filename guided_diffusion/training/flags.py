@@ -1,7 +1,7 @@
 """
 Flag groups of the training scripts: defaults dicts for `config.flags.add_dict_to_argparser`.
 
-    run_defaults()                   every training script: --seed, --random_flip
+    run_defaults()                   every training script: --output_dir, --seed, --random_flip
     diffusion_training_defaults()    image_train.py and super_res_train.py (the original's flags)
     classifier_training_defaults()   classifier_train.py (the original's flags)
 
@@ -23,10 +23,11 @@ CLASSIFIER_LOOP_FLAGS = (
 
 def run_defaults():
     """
+    output_dir: where logs and checkpoints go ("" : $OPENAI_LOGDIR, else a new temp folder);
     seed: -1 draws one (recorded in args.json); random_flip: True/False, or "auto" (True for
     --data_dir, False for the embedded digits, which are not mirror-symmetric).
     """
-    return dict(seed=-1, random_flip="auto")
+    return dict(output_dir="", seed=-1, random_flip="auto")
 
 
 def diffusion_training_defaults():

@@ -15,10 +15,11 @@ Update i (global and 0-based, i = step + resume_step):
     log `step` = i and `samples` = (i + 1) * global batch; write the row when i % log_interval == 0.
 A checkpoint numbered N holds exactly N updates: one every `save_interval` updates, one at the
 end, one on a stop (and `model000000.pt` before the first update when `save_at_start`). The run
-ends after `total_steps` updates (0: never).
+ends after `total_steps` updates (0: never). Resuming at step N drops the logger's table rows of
+steps >= N, which the resumed run writes again, so no row is lost or repeated.
 
 SIGTERM/SIGINT: the current step finishes, a checkpoint is saved, `run_loop` returns and
-`stopped_by` holds the signal number.
+`stopped_by` holds the signal number. A signal during a save lets the save finish first.
 """
 
 import contextlib
@@ -164,6 +165,7 @@ class TrainLoopBase:
         if self.resume_path:
             self._load_train_state()
             self.last_saved_step = self.resume_step  # that checkpoint is on disk already
+        logger.discard_rows("step", self.resume_step)
 
     # ------------------------------------------------------------------------------ hooks
 
@@ -261,8 +263,11 @@ class TrainLoopBase:
     def run_loop(self):
         """Train until `total_steps` (or a stop signal), saving as the module docstring says."""
         with GracefulStop() as stop:
+            if self.finished():
+                logger.log(f"nothing to do: step {self.global_step} reached (the run ends at {self.total_steps})")
+                return
             if self.save_at_start and not self.resume_path and self.global_step == 0:
-                self.save()
+                self._save_holding(stop)
             while not self.finished():
                 batch, cond = next(self.data)
                 self.run_step(batch, cond)
@@ -270,12 +275,13 @@ class TrainLoopBase:
                     logger.dumpkvs()
                 self.step += 1
                 if self.global_step % self.save_interval == 0:
-                    self.save()
+                    self._save_holding(stop)
                     if os.environ.get(TRAINING_TEST_ENV, ""):
                         return
                 if self._stop_if_requested(stop):
                     return
-        self.save_if_unsaved()
+            self._save_holding(stop)
+            self._stop_if_requested(stop)
 
     def run_step(self, batch, cond):
         """One update: lr, loss step, optimizer step, EMA, log keys."""
@@ -318,9 +324,13 @@ class TrainLoopBase:
         if not signum:
             return False
         self.stopped_by = signum
-        self.save_if_unsaved()
-        logger.log(f"received {stop.name(signum)}: saved step {self.global_step} in {self.blob_logdir()}; "
-                   f"continue with --resume_checkpoint auto")
+        self._save_holding(stop)
+        if self.finished():
+            logger.log(f"received {stop.name(signum)} while finishing: the last checkpoint, step "
+                       f"{self.global_step}, is complete in {self.blob_logdir()}")
+        else:
+            logger.log(f"received {stop.name(signum)}: saved step {self.global_step} in {self.blob_logdir()}; "
+                       f"continue with --resume_checkpoint auto")
         return True
 
     # ------------------------------------------------------------------------------ saving
@@ -329,6 +339,11 @@ class TrainLoopBase:
         """Save unless the checkpoint of this step is on disk already."""
         if self.last_saved_step != self.global_step:
             self.save()
+
+    def _save_holding(self, stop):
+        """`save_if_unsaved` with every signal held until the save is done."""
+        with stop.holding():
+            self.save_if_unsaved()
 
     def save(self):
         """Write the checkpoint of the current global step (rank 0 writes; a collective call)."""

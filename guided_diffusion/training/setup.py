@@ -1,13 +1,19 @@
 """
-What a training script does around the loop: configure the logger, seed, choose the data,
-record the run in `args.json`, and turn a stop into the CLI's exit status; `train_diffusion` is
-all of image_train.py and super_res_train.py after flag parsing.
+What a training script does around the loop: choose the output folder, decide whether there is
+anything left to do, configure the logger, seed, choose the data, record the run in `args.json`,
+and turn a stop into the CLI's exit status; `train_diffusion` is all of image_train.py and
+super_res_train.py after flag parsing.
+
+Output folder: --output_dir, else $OPENAI_LOGDIR, else a new `<tmp>/openai-<time>` folder (the
+same on every rank). Its logs are continued, never truncated: on resuming at step N the rows of
+steps >= N are dropped from progress.csv and written again.
 
 `args.json` (written by rank 0) holds every flag after resolution (`seed` as actually used,
 `data_dir` / `val_data_dir` as actually read, `random_flip` as a bool) plus `"script"`,
 `"world_size"` and `"data_source"` ("data_dir" or "embedded-digits").
 """
 
+import collections
 import json
 import os
 import random
@@ -24,19 +30,96 @@ from ..runtime import distributed as dist_util
 from ..runtime import logger
 from ..runtime.cli import StoppedBySignal
 from ..runtime.fileio import atomic_write
+from . import checkpoints
+from . import state as train_state
 from .flags import DIFFUSION_LOOP_FLAGS
 from .loop import parse_ema_rates
 from .stopping import GracefulStop
 
+OUTPUT_DIR_ENV = "OPENAI_LOGDIR"
 
-def start_run(args):
-    """
-    Everything before building the model: configure the logger and seed every RNG.
+RunStart = collections.namedtuple("RunStart", "output_dir resume_checkpoint finished")
+RunStart.__doc__ = """
+:param output_dir: the folder of logs and checkpoints.
+:param resume_checkpoint: the checkpoint path to resume from, or "" for a fresh run.
+:param finished: True when the checkpoint already reached the end: nothing is left to do.
+"""
 
-    :param args: namespace with `seed` (replaced by the seed actually used).
+
+def choose_output_dir(output_dir=""):
     """
-    logger.configure()
+    :return: (folder, given) where given is False when neither --output_dir nor $OPENAI_LOGDIR
+        named one and a new temp folder was chosen (rank 0's choice, on every rank).
+    """
+    chosen = output_dir or os.environ.get(OUTPUT_DIR_ENV, "")
+    if chosen:
+        return os.path.abspath(os.path.expanduser(chosen)), True
+    return dist_util.mpi_comm().bcast(logger.default_dir(), root=0), False
+
+
+def start_run(args, total_flag, ema_rates=()):
+    """
+    Everything before building the model: choose the output folder, resolve
+    --resume_checkpoint, and stop there when the checkpoint is at or past the end of the run
+    (printing "nothing to do: step N reached" and changing no file); otherwise configure the
+    logger (continuing the folder's logs), clear partial files of killed saves, and seed.
+
+    :param args: namespace with output_dir, resume_checkpoint, seed and `total_flag`.
+    :param total_flag: the flag giving the number of updates of the run (0: no end).
+    :param ema_rates: the run's EMA rates (a complete checkpoint has one file per rate).
+    :return: a RunStart.
+    """
+    output_dir, given = choose_output_dir(args.output_dir)
+    resume, message = _find_resume(args.resume_checkpoint, output_dir, given, ema_rates)
+    total = getattr(args, total_flag)
+    step = train_state.parse_resume_step_from_filename(resume) if resume else 0
+    if resume and total and step >= total:
+        if dist_util.get_rank() == 0:
+            print(_nothing_to_do(step, total, total_flag, resume), flush=True)
+        return RunStart(output_dir, resume, True)
+    logger.configure(dir=output_dir, append=True)
+    if message:
+        logger.log(message)
+    if dist_util.get_rank() == 0:
+        for name in checkpoints.remove_partial_files(output_dir):
+            logger.log(f"removed {name}, left by a save that was killed midway")
+    if not resume:
+        _warn_if_overwriting(output_dir)
     args.seed = seed_everything(args.seed, dist_util.get_rank())
+    return RunStart(output_dir, resume or "", False)
+
+
+def _find_resume(flag, output_dir, given, ema_rates):
+    """:return: (the checkpoint path or None, a message to log or None)."""
+    if flag != "auto":
+        if flag:
+            checkpoints.check_resume_path(flag)
+        return flag or None, None
+    if not given:
+        return None, (
+            f"--resume_checkpoint auto: no --output_dir and no ${OUTPUT_DIR_ENV}, so this run writes to the "
+            f"new folder {output_dir}, where there is nothing to resume: starting at step 0 (pass --output_dir "
+            f"<folder of the earlier run> to continue that run)"
+        )
+    return checkpoints.find_auto_checkpoint(output_dir, ema_rates)
+
+
+def _nothing_to_do(step, total, total_flag, resume):
+    if step == total:
+        return f"nothing to do: step {step} reached ({resume} is the end of this run, --{total_flag} {total})"
+    return (
+        f"nothing to do: step {step} reached, past the end of this run at --{total_flag} {total} "
+        f"({resume}); raise --{total_flag} above {step} to train further"
+    )
+
+
+def _warn_if_overwriting(output_dir):
+    steps = train_state.checkpoint_steps(output_dir)
+    if steps:
+        logger.warn(
+            f"{output_dir} holds checkpoints of an earlier run (up to step {steps[-1]}); this fresh run "
+            f"replaces them as it reaches their steps (use --resume_checkpoint auto to continue that run)"
+        )
 
 
 def seed_everything(seed, rank=0):
@@ -102,10 +185,11 @@ def finish(loop):
         return 0
     name = GracefulStop.name(loop.stopped_by)
     where = f"step {loop.global_step} is saved in {loop.blob_logdir()}"
+    if loop.finished():
+        raise StoppedBySignal(loop.stopped_by, f"received {name} at the end of the run: {where}, complete")
     raise StoppedBySignal(
         loop.stopped_by, f"stopped by {name}: {where}; rerun the command with --resume_checkpoint auto to continue"
     )
-
 
 def train_diffusion(args, model_flags, build, image_size, loop_cls, wrap_data=None):
     """
@@ -117,11 +201,13 @@ def train_diffusion(args, model_flags, build, image_size, loop_cls, wrap_data=No
     :param loop_cls: the loop class, e.g. `train_util.TrainLoop` (whose patch points then apply).
     :param wrap_data: optional callable applied to the batch iterator (super-resolution adds
         `cond["low_res"]` with it).
-    :return: 0 when the run ended; raises StoppedBySignal on a stop (see `finish`).
+    :return: 0 when the run ended or had nothing to do; raises StoppedBySignal on a stop.
     """
-    parse_ema_rates(args.ema_rate)
+    ema_rates = parse_ema_rates(args.ema_rate)
     dist_util.setup_dist()
-    start_run(args)
+    run = start_run(args, "lr_anneal_steps", ema_rates)
+    if run.finished:
+        return 0
     data_flags = choose_data(args, image_size)
     write_args_json(args, **data_flags)
 
@@ -139,7 +225,7 @@ def train_diffusion(args, model_flags, build, image_size, loop_cls, wrap_data=No
         diffusion=diffusion,
         data=wrap_data(data) if wrap_data else data,
         schedule_sampler=create_named_schedule_sampler(args.schedule_sampler, diffusion),
-        resume_checkpoint=args.resume_checkpoint,
+        resume_checkpoint=run.resume_checkpoint,
         model_flags=model_flags,
         **args_to_dict(args, DIFFUSION_LOOP_FLAGS),
     )

@@ -27,6 +27,7 @@ from ..runtime.fileio import atomic_write
 
 STATE_FORMAT = 1
 _MODEL_RE = re.compile(r"^model(\d+)\.pt$")
+_CHECKPOINT_FILE_RE = re.compile(r"^(model\d+\.pt|ema_.+_\d+\.pt|opt\d+\.pt|train_state\d+\.json)$")
 
 
 def model_filename(step):
@@ -44,6 +45,11 @@ def opt_filename(step):
 
 def state_filename(step):
     return f"train_state{step:06d}.json"
+
+
+def is_checkpoint_file(name):
+    """True for the file names a checkpoint consists of (model, EMA, optimizer, side file)."""
+    return bool(_CHECKPOINT_FILE_RE.match(name))
 
 
 def parse_resume_step_from_filename(filename):

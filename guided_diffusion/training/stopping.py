@@ -3,6 +3,7 @@ Turn SIGTERM/SIGINT into a request that the training loop honours between steps 
 agreed across ranks so that every process stops after the same step.
 """
 
+import contextlib
 import os
 import signal
 import threading
@@ -16,7 +17,8 @@ from ..runtime import distributed as dist_util
 class GracefulStop:
     """
     Context manager: while active, the first SIGTERM or SIGINT only records the request; a
-    second one gets the previous handler (so a double Ctrl-C still aborts at once).
+    second one gets the previous handler (so a double Ctrl-C still aborts at once), except
+    inside `holding()`, where every signal is only recorded so that a save always finishes.
 
     :param signals: signal numbers to catch.
     """
@@ -25,10 +27,11 @@ class GracefulStop:
         self.signals = tuple(signals)
         self.signum = None
         self._previous = {}
+        self._holding = False
 
     def _handler(self, signum, frame):
-        if self.signum is None:
-            self.signum = signum
+        if self.signum is None or self._holding:
+            self.signum = self.signum or signum
             return
         _call_previous(self._previous.get(signum, signal.SIG_DFL), signum, frame)
 
@@ -43,6 +46,15 @@ class GracefulStop:
             signal.signal(s, prev)
         self._previous = {}
         return False
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Inside this block every signal is only recorded (the block is never cut short)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
 
     def requested(self):
         """

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from guided_diffusion import logger
+from guided_diffusion.runtime import logger
 
 
 @pytest.fixture(autouse=True)
@@ -123,3 +123,25 @@ def test_scoped_configure_restores_previous(tmp_path):
     with logger.scoped_configure(dir=str(tmp_path / "b"), format_strs=[]):
         assert logger.get_dir() == str(tmp_path / "b")
     assert logger.get_dir() == str(tmp_path / "a")
+
+
+def test_configure_append_continues_and_discard_rows_drops_resumed_steps(tmp_path):
+    logger.configure(dir=str(tmp_path), format_strs=["log", "csv"])
+    for step in range(4):
+        logger.logkv("step", step)
+        logger.dumpkvs()
+    logger.configure(dir=str(tmp_path), format_strs=["log", "csv"], append=True)
+    logger.discard_rows("step", 2)
+    for step in (2, 3, 4):
+        logger.logkv("step", step)
+        logger.dumpkvs()
+    with open(tmp_path / "progress.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["0", "1", "2", "3", "4"]
+    assert (tmp_path / "log.txt").read_text().count(f"Logging to {tmp_path}") == 2
+
+
+def test_default_dir_names_a_new_openai_folder(monkeypatch, tmp_path):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    first = logger.default_dir()
+    assert os.path.dirname(first) == str(tmp_path) and os.path.basename(first).startswith("openai-")
+    assert not os.path.exists(first)

@@ -60,3 +60,26 @@ def test_save_state_file_writes_atomically_and_loads_back(tmp_path):
     checkpoints.save_state_file(sd, path)
     assert os.listdir(tmp_path) == ["model000001.pt"]
     assert th.equal(th.load(path, weights_only=True)["w"], sd["w"])
+
+
+def test_auto_says_what_it_found(tmp_path):
+    path, message = checkpoints.find_auto_checkpoint(str(tmp_path / "new"), [0.9999])
+    assert path is None and "holds no checkpoint yet: starting at step 0" in message
+    (tmp_path / "log.txt").write_text("only logs\n")
+    assert "holds no checkpoint yet" in checkpoints.find_auto_checkpoint(str(tmp_path), [0.9999])[1]
+    _checkpoint(tmp_path, 6)
+    path, message = checkpoints.find_auto_checkpoint(str(tmp_path), [0.9999])
+    assert path == str(tmp_path / "model000006.pt") and message.endswith(f"resuming from {path} (step 6)")
+    path, message = checkpoints.find_auto_checkpoint(str(tmp_path), [0.999])
+    assert path is None and "files of other runs (ema_0.9999_000006.pt, model000006.pt" in message
+    assert "the newest, model000006.pt, lacks ema_0.999_000006.pt" in message
+
+
+def test_remove_partial_files_only_touches_checkpoint_temps(tmp_path):
+    for name in (".tmp-opt000003.pt-a1", ".tmp-ema_0.9999_000003.pt-b2", ".tmp-train_state000003.json-c3",
+                 ".tmp-args.json-d4", "model000002.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    removed = checkpoints.remove_partial_files(str(tmp_path))
+    assert removed == [".tmp-ema_0.9999_000003.pt-b2", ".tmp-opt000003.pt-a1", ".tmp-train_state000003.json-c3"]
+    assert sorted(os.listdir(tmp_path)) == [".tmp-args.json-d4", "model000002.pt"]
+    assert checkpoints.remove_partial_files(str(tmp_path / "missing")) == []

@@ -32,6 +32,6 @@ def test_loop_flags_are_flags_and_loop_arguments():
 
 def test_run_flags_do_not_collide_with_the_groups():
     run = set(train_flags.run_defaults())
-    assert run == {"seed", "random_flip"}
+    assert run == {"output_dir", "seed", "random_flip"}
     assert not run & set(train_flags.diffusion_training_defaults())
     assert not run & set(train_flags.classifier_training_defaults())

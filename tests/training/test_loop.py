@@ -173,3 +173,72 @@ def test_exact_resume_k_plus_k_equals_2k(digits8, tmp_path):
             assert th.equal(a, b)
     assert np.array_equal(straight.schedule_sampler._loss_history, resumed.schedule_sampler._loss_history)
     assert straight.data.consumed == resumed.data.consumed == 2 * k
+
+
+class _SignalDuringSave(_LinearLossLoop):
+    """Sends itself SIGTERM twice while writing the checkpoint of step `signal_at`."""
+
+    signal_at = None
+
+    def _write_checkpoint(self, step, rank_states):
+        if step == self.signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        super()._write_checkpoint(step, rank_states)
+
+
+@pytest.mark.parametrize("signal_at,finished", [(2, False), (3, True)])
+def test_signal_during_a_save_lets_it_finish_then_stops(logdir, signal_at, finished):
+    loop = make_loop(_SignalDuringSave, _Linear(), _NoDiffusion(), _Batches(), batch_size=1, save_interval=2)
+    loop.signal_at = signal_at
+    loop.run_loop()
+    assert loop.stopped_by == signal.SIGTERM and loop.global_step == signal_at and loop.finished() == finished
+    names = os.listdir(logdir)
+    assert not [n for n in names if n.startswith(".tmp-")]
+    assert th.load(os.path.join(logdir, f"model{signal_at:06d}.pt"), weights_only=True)["w"].shape == (3,)
+    assert f"train_state{signal_at:06d}.json" in names
+    text = open(os.path.join(logdir, "log.txt")).read()
+    assert ("while finishing: the last checkpoint, step 3, is complete" in text) == finished
+    assert (f"received SIGTERM: saved step {signal_at}" in text) != finished
+
+
+class _Crash:
+    """Batches of `_Batches` until batch number `n`, which raises (a stand-in for kill -9)."""
+
+    def __init__(self, n):
+        self.n, self.count = n, 0
+
+    def __next__(self):
+        self.count += 1
+        if self.count == self.n:
+            raise RuntimeError("killed")
+        return next(_Batches())
+
+
+def test_resume_drops_the_log_rows_of_steps_after_its_checkpoint(tmp_path):
+    folder = str(tmp_path / "run")
+    logger.configure(dir=folder, format_strs=["csv"])
+    first = make_loop(_LinearLossLoop, _Linear(), _NoDiffusion(), _Crash(5), batch_size=1, log_interval=1,
+                      save_interval=3)
+    first.total_steps = 5
+    with pytest.raises(RuntimeError, match="killed"):
+        first.run_loop()
+    logger.configure(dir=folder, format_strs=["csv"], append=True)
+    resumed = make_loop(_LinearLossLoop, _Linear(), _NoDiffusion(), _Batches(), batch_size=1, log_interval=1,
+                        save_interval=3, resume_checkpoint="auto")
+    resumed.total_steps = 5
+    assert resumed.resume_step == 3
+    resumed.run_loop()
+    with open(os.path.join(folder, "progress.csv")) as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["0", "1", "2", "3", "4"]
+
+
+def test_a_finished_run_has_nothing_to_do_and_writes_nothing(logdir):
+    make_loop(_LinearLossLoop, _Linear(), _NoDiffusion(), _Batches(), batch_size=1).run_loop()
+    before = {n: os.stat(os.path.join(logdir, n)).st_mtime_ns for n in os.listdir(logdir) if n != "log.txt"}
+    again = make_loop(_LinearLossLoop, _Linear(), _NoDiffusion(), _Batches(), batch_size=1, resume_checkpoint="auto")
+    again.run_loop()
+    assert again.step == 0 and again.global_step == 3 and again.stopped_by is None
+    after = {n: os.stat(os.path.join(logdir, n)).st_mtime_ns for n in os.listdir(logdir) if n != "log.txt"}
+    assert after == before
+    assert "nothing to do: step 3 reached" in open(os.path.join(logdir, "log.txt")).read()

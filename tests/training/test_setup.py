@@ -13,6 +13,7 @@ import torch as th
 from guided_diffusion import logger
 from guided_diffusion.runtime.cli import StoppedBySignal
 from guided_diffusion.training import setup as train_setup
+from guided_diffusion.training import state as train_state
 from train_helpers import logdir  # noqa: F401
 
 
@@ -51,14 +52,14 @@ def test_write_args_json_records_flags_and_extras(logdir):
 
 
 class _Loop:
-    def __init__(self, stopped_by, step):
-        self.stopped_by, self.global_step = stopped_by, step
+    def __init__(self, stopped_by, step, finished=False):
+        self.stopped_by, self.global_step, self._finished = stopped_by, step, finished
 
     def blob_logdir(self):
         return "/runs/a"
 
     def finished(self):
-        return False
+        return self._finished
 
 
 def test_finish_is_zero_or_a_signal_stop_naming_the_saved_step():
@@ -66,15 +67,92 @@ def test_finish_is_zero_or_a_signal_stop_naming_the_saved_step():
     with pytest.raises(StoppedBySignal, match="SIGTERM: step 5 is saved in /runs/a.*resume_checkpoint auto") as e:
         train_setup.finish(_Loop(signal.SIGTERM, 5))
     assert e.value.signum == signal.SIGTERM
+    with pytest.raises(StoppedBySignal, match="end of the run: step 9 is saved in /runs/a, complete"):
+        train_setup.finish(_Loop(signal.SIGINT, 9, finished=True))
 
 
-def test_start_run_configures_the_logger_and_records_the_seed(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_LOGDIR", str(tmp_path / "run"))
+@pytest.fixture
+def restore_logger():
     prev = logger.Logger.CURRENT
-    try:
-        args = argparse.Namespace(seed=-1)
-        train_setup.start_run(args)
-        assert logger.get_dir() == str(tmp_path / "run") and args.seed >= 0
-    finally:
+    yield
+    if logger.Logger.CURRENT is not prev and logger.Logger.CURRENT is not None:
         logger.Logger.CURRENT.close()
-        logger.Logger.CURRENT = prev
+    logger.Logger.CURRENT = prev
+
+
+def _args(**kw):
+    args = dict(output_dir="", resume_checkpoint="", seed=-1, lr_anneal_steps=0)
+    args.update(kw)
+    return argparse.Namespace(**args)
+
+
+def _checkpoint(folder, step, rate=0.9999):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (train_state.model_filename(step), train_state.ema_filename(rate, step),
+                 train_state.opt_filename(step), train_state.state_filename(step)):
+        (folder / name).write_bytes(b"x")
+
+
+def test_output_dir_flag_wins_over_the_environment_which_wins_over_a_new_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_LOGDIR", str(tmp_path / "env"))
+    assert train_setup.choose_output_dir(str(tmp_path / "flag")) == (str(tmp_path / "flag"), True)
+    assert train_setup.choose_output_dir("") == (str(tmp_path / "env"), True)
+    monkeypatch.delenv("OPENAI_LOGDIR")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    folder, given = train_setup.choose_output_dir("")
+    assert not given and os.path.dirname(folder) == str(tmp_path) and not os.path.exists(folder)
+
+
+def test_start_run_configures_the_logger_and_records_the_seed(tmp_path, monkeypatch, restore_logger):
+    monkeypatch.setenv("OPENAI_LOGDIR", str(tmp_path / "env"))
+    args = _args(output_dir=str(tmp_path / "run"))
+    run = train_setup.start_run(args, "lr_anneal_steps")
+    assert run == (str(tmp_path / "run"), "", False)
+    assert logger.get_dir() == str(tmp_path / "run") and args.seed >= 0
+    assert not os.path.exists(tmp_path / "env")
+
+
+def test_finished_run_does_nothing_and_touches_no_file(tmp_path, capsys, restore_logger):
+    _checkpoint(tmp_path, 5)
+    (tmp_path / "progress.csv").write_text("step\n0\n")
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.iterdir()}
+    for total in (5, 3):
+        run = train_setup.start_run(_args(output_dir=str(tmp_path), resume_checkpoint="auto", lr_anneal_steps=total),
+                                    "lr_anneal_steps", [0.9999])
+        assert run.finished and run.resume_checkpoint == str(tmp_path / "model000005.pt")
+        out = capsys.readouterr().out
+        assert out.startswith("nothing to do: step 5 reached")
+        if total == 3:
+            assert "raise --lr_anneal_steps above 5" in out
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.iterdir()} == before
+
+
+def test_auto_in_a_new_default_folder_says_there_is_nothing_to_resume(tmp_path, monkeypatch, restore_logger):
+    monkeypatch.delenv("OPENAI_LOGDIR", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    run = train_setup.start_run(_args(resume_checkpoint="auto"), "lr_anneal_steps")
+    assert run.resume_checkpoint == "" and not run.finished
+    text = open(os.path.join(run.output_dir, "log.txt")).read()
+    assert "no --output_dir and no $OPENAI_LOGDIR" in text and "pass --output_dir" in text
+
+
+def test_auto_names_other_runs_files_and_a_fresh_run_warns_before_replacing(tmp_path, restore_logger):
+    _checkpoint(tmp_path, 4, rate=0.5)
+    (tmp_path / "samples_4x8x8x3.npz").write_bytes(b"x")
+    train_setup.start_run(_args(output_dir=str(tmp_path), resume_checkpoint="auto"), "lr_anneal_steps", [0.9999])
+    train_setup.start_run(_args(output_dir=str(tmp_path)), "lr_anneal_steps", [0.9999])
+    text = (tmp_path / "log.txt").read_text()
+    assert "found no complete checkpoint" in text and "samples_4x8x8x3.npz" in text
+    assert "lacks ema_0.9999_000004.pt" in text
+    assert "holds checkpoints of an earlier run (up to step 4)" in text
+
+
+def test_start_run_clears_partial_files_of_killed_saves(tmp_path, restore_logger):
+    _checkpoint(tmp_path, 2)
+    (tmp_path / ".tmp-opt000004.pt-k1ll3d").write_bytes(b"half")
+    (tmp_path / ".tmp-notes.txt-abc").write_bytes(b"not ours")
+    run = train_setup.start_run(_args(output_dir=str(tmp_path), resume_checkpoint="auto"), "lr_anneal_steps",
+                                [0.9999])
+    assert run.resume_checkpoint == str(tmp_path / "model000002.pt")
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".tmp-")) == [".tmp-notes.txt-abc"]
+    assert "removed .tmp-opt000004.pt-k1ll3d" in (tmp_path / "log.txt").read_text()

@@ -26,6 +26,13 @@ def test_file_names_follow_the_original():
     assert train_state.state_filename(3) == "train_state000003.json"
 
 
+def test_is_checkpoint_file():
+    for name in ("model000001.pt", "ema_0.9999_000001.pt", "opt000001.pt", "train_state000001.json"):
+        assert train_state.is_checkpoint_file(name)
+    for name in ("args.json", "progress.csv", "model.pt", "samples_4x8x8x3.npz", "opt000001.pt.bak"):
+        assert not train_state.is_checkpoint_file(name)
+
+
 def test_auto_resume_skips_incomplete_newest_checkpoint(tmp_path):
     d = tmp_path
     for step in (5, 10):

@@ -27,3 +27,14 @@ def test_second_signal_goes_to_the_previous_handler():
 
 def test_unknown_signal_number_is_named_by_its_number():
     assert GracefulStop.name(999) == "999"
+
+
+def test_signals_inside_holding_are_only_recorded():
+    with GracefulStop() as stop:
+        with stop.holding():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal would abort outside `holding`
+            reached = True
+        assert reached and stop.requested() == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
