@@ -8,6 +8,8 @@ import torch as th
 import torch.nn as nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from ..runtime import logger
+
 INITIAL_LOG_LOSS_SCALE = 20.0
 
 def get_param_groups_and_shapes(named_model_params):
@@ -115,27 +117,6 @@ def check_overflow(value):
     return (value == float("inf")) or (value == -float("inf")) or (value != value)
 
 
-def _logger():
-    """The project logger, imported lazily (None if it cannot be imported)."""
-    try:
-        from ..runtime import logger
-    except ImportError:  # pragma: no cover - only while logger.py is missing
-        return None
-    return logger
-
-
-def _logkv_mean(key, value):
-    log = _logger()
-    if log is not None:
-        log.logkv_mean(key, value)
-
-
-def _log(msg):
-    log = _logger()
-    if log is not None:
-        log.log(msg)
-
-
 class MixedPrecisionTrainer:
     """
     Owns the model's gradients and optimizer-facing master parameters.
@@ -194,17 +175,17 @@ class MixedPrecisionTrainer:
         return self._optimize_normal(opt)
 
     def _optimize_fp16(self, opt):
-        _logkv_mean("lg_loss_scale", self.lg_loss_scale)
+        logger.logkv_mean("lg_loss_scale", self.lg_loss_scale)
         model_grads_to_master_grads(self.param_groups_and_shapes, self.master_params)
         grad_norm, param_norm = self._compute_norms(grad_scale=2**self.lg_loss_scale)
         if check_overflow(grad_norm):
             self.lg_loss_scale -= 1
-            _log(f"Found NaN, decreased lg_loss_scale to {self.lg_loss_scale}")
+            logger.log(f"Found NaN, decreased lg_loss_scale to {self.lg_loss_scale}")
             zero_master_grads(self.master_params)
             return False
 
-        _logkv_mean("grad_norm", grad_norm)
-        _logkv_mean("param_norm", param_norm)
+        logger.logkv_mean("grad_norm", grad_norm)
+        logger.logkv_mean("param_norm", param_norm)
 
         for p in self.master_params:
             p.grad.mul_(1.0 / (2**self.lg_loss_scale))
@@ -216,8 +197,8 @@ class MixedPrecisionTrainer:
 
     def _optimize_normal(self, opt):
         grad_norm, param_norm = self._compute_norms()
-        _logkv_mean("grad_norm", grad_norm)
-        _logkv_mean("param_norm", param_norm)
+        logger.logkv_mean("grad_norm", grad_norm)
+        logger.logkv_mean("param_norm", param_norm)
         opt.step()
         return True
 
