@@ -68,23 +68,6 @@ def check_class_dropout_prob(prob):
                          f"the null label; 0.1 to 0.2 is usual), got {prob}")
 
 
-def label_rows(num_classes, class_dropout_prob):
-    """
-    Rows of a class-conditional model's label embedding.
-
-    :param num_classes: the real classes K (labels 0 .. K - 1).
-    :param class_dropout_prob: the label dropout probability p in [0, 1).
-    :return: K, or K + 1 when p > 0 (the null class K of classifier-free guidance).
-    :raises ValueError: for K < 1 or p outside [0, 1).
-    """
-    check_class_dropout_prob(class_dropout_prob)
-    return _num_classes(num_classes) + (1 if class_dropout_prob > 0 else 0)
-
-
-def _label_rows(flags):
-    return label_rows(flags["num_classes"], flags.get("class_dropout_prob", 0.0))
-
-
 def _check_label_dropout(flags):
     """:raises ValueError: for label dropout on a model without labels."""
     if flags.get("class_dropout_prob", 0.0) and not flags["class_cond"]:
@@ -216,6 +199,7 @@ def sr_create_model(
 
 def _unet_kwargs(flags):
     """UNetModel keyword arguments from the flags of create_model / sr_create_model."""
+    check_class_dropout_prob(flags.get("class_dropout_prob", 0.0))
     _check_label_dropout(flags)
     image_size = flags["image_size"]
     return dict(
@@ -229,7 +213,8 @@ def _unet_kwargs(flags):
         ),
         dropout=flags["dropout"],
         channel_mult=flags["channel_mult"],
-        num_classes=_label_rows(flags) if flags["class_cond"] else None,
+        num_classes=_num_classes(flags["num_classes"]) if flags["class_cond"] else None,
+        null_class=bool(flags.get("class_dropout_prob", 0.0)),
         use_checkpoint=flags["use_checkpoint"],
         use_fp16=flags["use_fp16"],
         num_heads=flags["num_heads"],

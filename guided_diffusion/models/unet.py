@@ -39,6 +39,9 @@ class UNetModel(nn.Module):
     :param use_scale_shift_norm: use a FiLM-like (AdaGN) conditioning mechanism.
     :param resblock_updown: use residual blocks for up/downsampling.
     :param use_new_attention_order: use QKVAttention (q, k, v split before heads).
+    :param null_class: with num_classes, add the null label `num_classes` (a last label embedding
+        row, for classifier-free guidance): labels then lie in [0, num_classes], and
+        `self.null_label` is num_classes (None otherwise).
     """
 
     def __init__(
@@ -62,9 +65,15 @@ class UNetModel(nn.Module):
         use_scale_shift_norm=False,
         resblock_updown=False,
         use_new_attention_order=False,
+        null_class=False,
     ):
         super().__init__()
-        input_block_chans, ch, ds = init_torso(self, **torso_args(locals()))
+        if null_class and num_classes is None:
+            raise ValueError("null_class needs a class-conditional model (num_classes)")
+        rows = num_classes + 1 if null_class else num_classes
+        input_block_chans, ch, ds = init_torso(self, **torso_args(dict(locals(), num_classes=rows)))
+        self.num_classes = num_classes
+        self.null_label = num_classes if null_class else None
         res_kw = dict(dims=dims, use_checkpoint=use_checkpoint, use_scale_shift_norm=use_scale_shift_norm)
         time_embed_dim = model_channels * 4
         input_ch = int(channel_mult[0] * model_channels)

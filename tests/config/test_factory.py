@@ -156,6 +156,7 @@ def test_label_dropout_adds_the_null_row_and_the_checkpoint_loads_strictly(tmp_p
     dropout, _ = factory.create_model_and_diffusion(**dict(flags, class_dropout_prob=0.15))
     assert plain.label_emb.weight.shape == (10, 128)
     assert dropout.label_emb.weight.shape == (11, 128)
+    assert (dropout.num_classes, dropout.null_label, plain.num_classes, plain.null_label) == (10, 10, 10, None)
     # every other parameter keeps its name and shape
     shapes = {k: v.shape for k, v in plain.state_dict().items() if k != "label_emb.weight"}
     assert shapes == {k: v.shape for k, v in dropout.state_dict().items() if k != "label_emb.weight"}

@@ -117,3 +117,20 @@ def test_superres_upsamples_low_res_bilinearly():
     low = th.randn(2, 3, 8, 8)
     up = F.interpolate(low, (16, 16), mode="bilinear", align_corners=False)
     assert th.allclose(sr(x, t, low_res=low), unet(th.cat([x, up], 1), t), atol=1e-6)
+
+
+def test_null_class_adds_one_label_row_that_conditions_like_any_label():
+    kw = dict(image_size=8, in_channels=3, model_channels=32, out_channels=3, num_res_blocks=1,
+              attention_resolutions=(2,), channel_mult=(1, 2), num_heads=1, num_classes=4)
+    th.manual_seed(0)
+    model = randomize(UNetModel(null_class=True, **kw))
+    assert model.label_emb.weight.shape == (5, 128) and model.num_classes == 4 and model.null_label == 4
+    assert UNetModel(**kw).null_label is None
+    x, t = th.randn(2, 3, 8, 8), th.tensor([3, 7])
+    null, real = th.full((2,), 4), th.zeros(2, dtype=th.long)
+    with th.no_grad():
+        before_null, before_real = model(x, t, null), model(x, t, real)
+        model.label_emb.weight[4] += 1.0  # the null label reads the last row, and only it does
+        assert not th.allclose(model(x, t, null), before_null) and th.equal(model(x, t, real), before_real)
+    with pytest.raises(ValueError, match="null_class needs a class-conditional model"):
+        UNetModel(null_class=True, **dict(kw, num_classes=None))

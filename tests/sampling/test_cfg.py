@@ -114,7 +114,7 @@ def _unet(learn_sigma=True):
     th.manual_seed(0)
     model = UNetModel(image_size=8, in_channels=3, model_channels=32, out_channels=6 if learn_sigma else 3,
                       num_res_blocks=1, attention_resolutions=(2,), channel_mult=(1, 2),
-                      num_classes=NUM_CLASSES + 1, num_heads=1)
+                      num_classes=NUM_CLASSES, null_class=True, num_heads=1)
     with th.no_grad():  # wake the zero-initialised output layers
         for p in model.parameters():
             p.add_(0.05 * th.randn_like(p))
