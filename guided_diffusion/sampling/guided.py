@@ -62,8 +62,9 @@ class GuidedFunctions:
         parts = []
         if self.cfg is not None:
             c = self.cfg.calls
-            parts.append(f"classifier-free w={self.cfg.scale:g} (outside the interval {self.cfg.base_scale:g}): "
-                         f"{c['both']} batched 2N passes, {c['conditional']} conditional, {c['null']} null-label")
+            outside = "" if self.interval is None else f" (outside the interval {self.cfg.base_scale:g})"
+            parts.append(f"classifier-free w={self.cfg.scale:g}{outside}: {c['both']} batched 2N passes, "
+                         f"{c['conditional']} conditional, {c['null']} null-label")
         if self.gate is not None:
             parts.append(f"classifier gradients computed at {self.gate.computed} steps, skipped at {self.gate.skipped}")
         if self.interval is not None:
