@@ -8,6 +8,11 @@ the DPM-Solver++ samplers shift the predicted noise instead (condition_score). F
 original's: --sampler, --seed, --output_dir, --eta, --progress, --class_labels, --num_classes.
 With --classifier_scale 0 the classifier is loaded (checked) but never evaluated, so the result
 equals unguided sampling with the same seed.
+
+A model trained with --class_dropout_prob is guided on its null-label (unconditional) branch, as
+the original guides an unconditional model; --guidance_scale w makes the classifier shift the
+classifier-free guided prediction instead (both kinds at once). --guidance_interval lo,hi limits
+either kind to training timesteps lo <= t <= hi; outside, no classifier gradient is computed.
 """
 
 import argparse
@@ -20,8 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from guided_diffusion import dist_util, logger
 from guided_diffusion.config.flags import parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
-from guided_diffusion.sampling.defaults import class_label_defaults, sampling_defaults
+from guided_diffusion.sampling.defaults import class_label_defaults, guidance_defaults, sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
+from guided_diffusion.sampling.guided import check_guidance_flags, model_checkpoint_check
 from guided_diffusion.sampling.guidance import check_classifier_size
 from guided_diffusion.sampling.labels import parse_class_labels
 from guided_diffusion.sampling.loading import load_for_inference
@@ -42,13 +48,15 @@ from guided_diffusion.script_util import (
 def main():
     args = parse_and_validate(create_argparser())
     resolve_sampler_flags(args)
+    check_guidance_flags(args, classifier_guided=True)
     labels = parse_class_labels(args.class_labels, args.num_classes)
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
     flags = args_to_dict(args, model_and_diffusion_defaults().keys())
     model, diffusion = create_model_and_diffusion(**flags)
-    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
+    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16,
+                       check=model_checkpoint_check(args))
 
     logger.log("loading classifier...")
     cflags = args_to_dict(args, classifier_defaults().keys())
@@ -59,7 +67,8 @@ def main():
 
     logger.log(f"sampling ({args.sampler})...")
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
-                               classifier=classifier, classifier_scale=args.classifier_scale, labels=labels,
+                               classifier=classifier, classifier_scale=args.classifier_scale,
+                               guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval, labels=labels,
                                num_classes=args.num_classes, device=dist_util.dev())
     config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"))
     sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
@@ -68,6 +77,7 @@ def main():
 def create_argparser():
     defaults = sampling_defaults()
     defaults.update(class_label_defaults())
+    defaults.update(guidance_defaults())
     defaults.update(classifier_path="", classifier_scale=1.0)
     defaults.update(model_and_diffusion_defaults())
     defaults.update(classifier_defaults())

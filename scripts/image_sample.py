@@ -4,7 +4,9 @@ Generate a large batch of image samples from a model and save them as a large nu
 used to produce samples for FID evaluation.
 
 Flags beyond the original's: --sampler, --seed, --output_dir, --eta, --progress,
---class_labels, --num_classes. Finished batches are kept as shards, so rerunning the same command
+--class_labels, --num_classes, --class_dropout_prob, --guidance_scale, --guidance_interval.
+A model trained with --class_dropout_prob samples with classifier-free guidance at
+--guidance_scale w (1: plain conditional), and its unconditional branch with --class_labels null. Finished batches are kept as shards, so rerunning the same command
 after an interruption only samples what is missing.
 """
 
@@ -18,8 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from guided_diffusion import dist_util, logger
 from guided_diffusion.config.flags import parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
-from guided_diffusion.sampling.defaults import class_label_defaults, sampling_defaults
+from guided_diffusion.sampling.defaults import class_label_defaults, guidance_defaults, sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
+from guided_diffusion.sampling.guided import check_guidance_flags, model_checkpoint_check
 from guided_diffusion.sampling.labels import parse_class_labels
 from guided_diffusion.sampling.loading import load_for_inference
 from guided_diffusion.sampling.logdir import setup_output
@@ -37,6 +40,7 @@ from guided_diffusion.script_util import (
 def main():
     args = parse_and_validate(create_argparser())
     resolve_sampler_flags(args)
+    check_guidance_flags(args, classifier_guided=False)
     if args.class_labels and not args.class_cond:
         raise ValueError("--class_labels needs a class-conditional model (--class_cond True); "
                          "use classifier_sample.py to steer an unconditional model")
@@ -46,11 +50,13 @@ def main():
     logger.log("creating model and diffusion...")
     flags = args_to_dict(args, model_and_diffusion_defaults().keys())
     model, diffusion = create_model_and_diffusion(**flags)
-    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
+    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16,
+                       check=model_checkpoint_check(args))
 
     logger.log(f"sampling ({args.sampler})...")
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
                                labels=labels, num_classes=args.num_classes if args.class_cond else None,
+                               guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
                                device=dist_util.dev())
     sample_to_npz(out_dir, run_config("image_sample", args), args.num_samples, args.batch_size, make_batch,
                   progress=args.progress)
@@ -59,6 +65,7 @@ def main():
 def create_argparser():
     defaults = sampling_defaults()
     defaults.update(class_label_defaults())
+    defaults.update(guidance_defaults())
     defaults.update(model_and_diffusion_defaults())
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     add_dict_to_argparser(parser, defaults)

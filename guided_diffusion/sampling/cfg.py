@@ -143,6 +143,9 @@ def classifier_free_scales(guidance_scale, *, class_cond, classifier_guided=Fals
     if given and guidance_scale < 0:
         raise ValueError(f"--guidance_scale must be >= 0 (1: plain conditional, 0: the null label, "
                          f"3: strong guidance), got {guidance_scale}")
+    if null_labels and (given or classifier_guided):
+        raise ValueError("--class_labels null samples the unconditional branch, which has no class to guide "
+                         "towards: give class labels, or drop --guidance_scale / the classifier")
     what = "--guidance_scale" if given else "--class_labels null"
     if (given or null_labels) and not class_cond:
         raise ValueError(f"{what} needs a class-conditional model trained with label dropout, but this model "
@@ -152,9 +155,6 @@ def classifier_free_scales(guidance_scale, *, class_cond, classifier_guided=Fals
     if (given or null_labels) and not dropout_model:
         raise ValueError(f"{what}: {RETRAIN}. If it was trained with label dropout, pass the same "
                          f"--class_dropout_prob when sampling")
-    if null_labels and (given or classifier_guided):
-        raise ValueError("--class_labels null samples the unconditional branch, which has no class to guide "
-                         "towards: give class labels, or drop --guidance_scale / the classifier")
     if given:
         return float(guidance_scale), 1.0
     if classifier_guided and dropout_model:

@@ -27,7 +27,17 @@ def sampling_defaults():
 
 def class_label_defaults():
     """
-    class_labels: "" random per sample, "balanced", or a comma list (cycled over the samples).
+    class_labels: "" random per sample, "balanced", a comma list (cycled over the samples), or
+    "null" (the null label of a model trained with --class_dropout_prob).
     Labels come from [0, num_classes), the --num_classes flag of the model and classifier defaults.
     """
     return dict(class_labels="")
+
+
+def guidance_defaults():
+    """
+    guidance_scale: classifier-free guidance scale w for a model trained with
+    --class_dropout_prob (-1: not given); guidance_interval: "lo,hi" training timesteps where
+    guidance of either kind acts ("" every step).
+    """
+    return dict(guidance_scale=-1.0, guidance_interval="")

@@ -7,6 +7,10 @@ scripts call it for each shard (through `shard_batches`); a notebook calls it di
                                       classifier=classifier, classifier_scale=4.0,
                                       labels="balanced", sampler="dpm++2m", steps=20)
 
+Classifier-free guidance (a model built with --class_dropout_prob) takes `guidance_scale=3.0`,
+and either kind can be limited to training timesteps with `guidance_interval="100,800"`
+(`guided.GuidedFunctions`).
+
 Sample i depends only on (seed, i) and its label / low-resolution input, not on the batch size,
 the device batch it shares, or how the indices are split over shards and MPI ranks.
 """
@@ -21,7 +25,9 @@ from ..data.pixels import from_uint8_nhwc, to_uint8_nhwc
 from ..diffusion.respacing import SpacedDiffusion, space_timesteps
 from ..models.unet import SuperResModel
 from ..runtime import distributed as dist_util
-from .guidance import make_cond_fn, make_model_fn
+from ..runtime import logger
+from .cfg import NOT_GIVEN
+from .guided import GuidedFunctions
 from .labels import check_labels, labels_for_indices, parse_class_labels
 from .samplers import resolve_sampler, run_sampler
 from .seeds import PerSampleNoise
@@ -90,40 +96,46 @@ def _resolve_classes(model, classifier, labels, num_classes):
 class _Job:
     """What every batch of one `generate_samples` call shares, resolved and checked once."""
 
-    def __init__(self, model, diffusion, *, classifier, classifier_scale, labels, num_classes, low_res,
-                 sampler, eta, clip_denoised, device):
+    def __init__(self, model, diffusion, *, classifier, classifier_scale, guidance_scale, guidance_interval,
+                 labels, num_classes, low_res, sampler, eta, clip_denoised, device):
         self.diffusion, self.sampler, self.eta, self.clip_denoised = diffusion, sampler, eta, clip_denoised
         self.device = device or next(model.parameters()).device
         self.num_classes, self.labels = _resolve_classes(model, classifier, labels, num_classes)
         if isinstance(model, SuperResModel) != (low_res is not None):
             raise ValueError("low_res (uint8 [M, h, w, 3]) is needed exactly when the model is a SuperResModel")
         self.low_res = None if low_res is None else np.asarray(low_res)
-        self.model_fn = make_model_fn(model, class_cond=getattr(model, "num_classes", None) is not None)
-        use_classifier = classifier is not None and classifier_scale != 0
-        self.cond_fn = make_cond_fn(classifier, classifier_scale) if use_classifier else None
+        self.guided = GuidedFunctions(
+            model, diffusion, classifier=classifier, classifier_scale=classifier_scale,
+            guidance_scale=NOT_GIVEN if guidance_scale is None else guidance_scale,
+            guidance_interval=guidance_interval, null_labels=self.labels == "null",
+        )
         self.shape = (3, model.image_size, model.image_size)
 
     def batch(self, indices, seed):
         """:return: (uint8 images [len(indices), H, W, 3], int64 labels [len(indices)] or None)."""
         indices = np.asarray(indices, dtype=np.int64)
         model_kwargs, labels = {}, None
-        if self.num_classes is not None:
+        if self.labels == "null":
+            labels = np.full(len(indices), self.guided.null_label, dtype=np.int64)
+        elif self.num_classes is not None:
             labels = labels_for_indices(self.labels, seed, indices, self.num_classes)
+        if labels is not None:
             model_kwargs["y"] = th.from_numpy(labels).to(self.device)
         if self.low_res is not None:
             model_kwargs["low_res"] = from_uint8_nhwc(self.low_res[indices % len(self.low_res)], self.device)
         noise = PerSampleNoise(seed, indices, self.device)
         with th.no_grad():
-            x = run_sampler(self.diffusion, self.sampler, self.model_fn, (len(indices),) + self.shape, noise,
-                            eta=self.eta, clip_denoised=self.clip_denoised, model_kwargs=model_kwargs,
-                            cond_fn=self.cond_fn, device=self.device)
-        return to_uint8_nhwc(x), labels
+            x = run_sampler(self.diffusion, self.sampler, self.guided.model_fn, (len(indices),) + self.shape,
+                            noise, eta=self.eta, clip_denoised=self.clip_denoised, model_kwargs=model_kwargs,
+                            cond_fn=self.guided.cond_fn, device=self.device)
+        # null-label samples belong to no class: no labels are reported for them
+        return to_uint8_nhwc(x), None if self.labels == "null" else labels
 
 
 def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_size=16, seed=0,
                      sampler="ancestral", steps=None, eta=0.0, clip_denoised=True, classifier=None,
-                     classifier_scale=0.0, labels=None, num_classes=None, low_res=None, device=None,
-                     progress=True):
+                     classifier_scale=0.0, guidance_scale=None, guidance_interval="", labels=None,
+                     num_classes=None, low_res=None, device=None, progress=True):
     """
     Sample images with per-sample seeds.
 
@@ -140,12 +152,17 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
     :param eta: DDIM's eta (ddim only).
     :param classifier: a noise-aware classifier for guidance (its outputs bound the labels).
     :param classifier_scale: the guidance scale s (0: the classifier only bounds the labels).
+    :param guidance_scale: classifier-free guidance scale w >= 0 for a model with a null class;
+                           None: not given (plain conditional sampling, or with a classifier the
+                           null-label branch; see `cfg.classifier_free_scales`).
+    :param guidance_interval: "lo,hi": guidance of either kind only at training timesteps
+                              lo <= t <= hi; "" every step.
     :param labels: when a network takes labels: None (uniform per sample from its own seeded
                    stream), "balanced" (i % num_classes), a comma list string, or a sequence of
-                   ints cycled over the samples (sample i gets labels[i % len(labels)]).
+                   ints cycled over the samples (sample i gets labels[i % len(labels)]), or
+                   "null" (the null label: the unconditional branch; no labels are returned).
     :param num_classes: draw labels from [0, num_classes) (default: every class the networks
-                        know; a model trained with label dropout has one more label row, the
-                        null class, so give its real class count here).
+                        know; the null class of a label-dropout model is not one of them).
     :param low_res: SuperResModel only: uint8 [M, h, w, 3]; sample i upsamples low_res[i % M].
     :param device: where sampling runs (default: the model's device).
     :param progress: a tqdm bar (images) on rank 0.
@@ -161,7 +178,8 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
     sampler = resolve_sampler(sampler, eta=eta)
     if steps is not None:
         diffusion = respace(diffusion, steps)
-    job = _Job(model, diffusion, classifier=classifier, classifier_scale=classifier_scale, labels=labels,
+    job = _Job(model, diffusion, classifier=classifier, classifier_scale=classifier_scale,
+               guidance_scale=guidance_scale, guidance_interval=guidance_interval, labels=labels,
                num_classes=num_classes, low_res=low_res, sampler=sampler, eta=eta,
                clip_denoised=clip_denoised, device=device)
     images, out_labels = [], []
@@ -173,6 +191,8 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
             out_labels.append(batch_labels)
             bar.update(len(batch_images))
     labels_out = None if out_labels[0] is None else np.concatenate(out_labels)
+    if job.guided.describe() != job.guided.NOTHING:
+        logger.log(f"guidance: {job.guided.describe()}")
     return np.concatenate(images), labels_out
 
 

@@ -4,7 +4,9 @@ Class labels for sampling: the `--class_labels` option and per-sample label assi
 `--class_labels` accepts
 - "" (default): a uniform random label per sample, drawn from that sample's own seeded stream;
 - "balanced": sample i gets label i % num_classes (equal counts when num_samples is a multiple);
-- "3,1,4": a comma list of labels, cycled over the samples (sample i gets list[i % len(list)]).
+- "3,1,4": a comma list of labels, cycled over the samples (sample i gets list[i % len(list)]);
+- "null": every sample gets the null label num_classes (the unconditional branch of a model
+  trained with --class_dropout_prob).
 """
 
 import numpy as np
@@ -18,14 +20,14 @@ def parse_class_labels(spec, num_classes):
 
     :param spec: the flag string.
     :param num_classes: number of classes the model/classifier knows.
-    :return: None (random), the string "balanced", or a tuple of ints.
+    :return: None (random), the string "balanced" or "null", or a tuple of ints.
     :raises ValueError: on a malformed list or a label outside [0, num_classes).
     """
     spec = (spec or "").strip()
     if spec == "" or spec.lower() == "random":
         return None
-    if spec.lower() == "balanced":
-        return "balanced"
+    if spec.lower() in ("balanced", "null"):
+        return spec.lower()
     labels = []
     for part in spec.split(","):
         part = part.strip()
@@ -33,8 +35,8 @@ def parse_class_labels(spec, num_classes):
             label = int(part)
         except ValueError:
             raise ValueError(
-                f"--class_labels: {part!r} is not an integer; expected '', 'random', 'balanced' "
-                f"or a comma list of labels in [0, {num_classes})"
+                f"--class_labels: {part!r} is not an integer; expected '', 'random', 'balanced', "
+                f"'null' or a comma list of labels in [0, {num_classes})"
             ) from None
         if not 0 <= label < num_classes:
             raise ValueError(f"--class_labels: label {label} is outside [0, {num_classes})")
@@ -57,6 +59,8 @@ def labels_for_indices(parsed, seed, indices, num_classes):
         return random_labels(seed, indices, num_classes)
     if parsed == "balanced":
         return indices % num_classes
+    if parsed == "null":
+        raise ValueError("'null' labels are the model's null label, which the caller supplies (model.null_label)")
     table = np.asarray(parsed, dtype=np.int64)
     return table[indices % len(table)]
 

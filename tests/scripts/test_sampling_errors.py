@@ -27,9 +27,10 @@ _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad_inputs")
-    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "classifier", "sr")}
+    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "cfg_model", "classifier", "sr")}
     perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
     perturb_and_save(build_model(class_cond=True)[0], paths["cond_model"], 3, 0.02)
+    perturb_and_save(build_model(class_cond=True, num_classes=10, class_dropout_prob=0.1)[0], paths["cfg_model"], 4, 0.02)
     perturb_and_save(build_classifier(), paths["classifier"], 1, 0.05)
     perturb_and_save(build_sr()[0], paths["sr"], 2, 0.02)
     np.savez(str(d / "good.npz"), np.zeros((2, 8, 8, 3), np.uint8))
@@ -65,6 +66,9 @@ def _guided(files, **extra):
     return flag_list(flags)
 
 
+# flags of the label-dropout checkpoint
+_CFG = dict(class_cond=True, num_classes=10, class_dropout_prob=0.1, model_path="<cfg_model>")
+
 IMAGE_CASES = {
     "num_samples_zero": (dict(num_samples=0), "--num_samples must be a positive integer, got 0"),
     "batch_size_negative": (dict(batch_size=-1), "--batch_size must be a positive integer, got -1"),
@@ -84,14 +88,29 @@ IMAGE_CASES = {
     "unknown_sampler": (dict(sampler="euler"), "one of: auto, ancestral, ddim, dpm++2m, dpm++3m, dpm++2m-sde"),
     "eta_with_deterministic_solver": (dict(sampler="dpm++2m", eta=0.5), "deterministic solver"),
     "use_ddim_with_another_sampler": (dict(sampler="ancestral", use_ddim=True), "--use_ddim True asks for DDIM"),
+    # classifier-free guidance
+    "guidance_without_label_dropout": (dict(class_cond=True, guidance_scale=3.0, model_path="<cond_model>"),
+                                       "this checkpoint has no null class; train with --class_dropout_prob"),
+    "checkpoint_without_null_class": (
+        dict(class_cond=True, class_dropout_prob=0.1, guidance_scale=3.0, model_path="<cond_model>"),
+        "this checkpoint has no null class; train with --class_dropout_prob"),
+    "null_class_checkpoint_without_the_flag": (dict(class_cond=True, num_classes=10, model_path="<cfg_model>"),
+                                               "has a null class (11 label rows for 10 classes)"),
+    "guidance_on_unconditional_model": (dict(guidance_scale=3.0), "this model is unconditional (--class_cond False)"),
+    "negative_guidance_scale": (dict(guidance_scale=-0.5), "--guidance_scale must be >= 0"),
+    "dropout_probability_one": (dict(class_cond=True, class_dropout_prob=1.0), "--class_dropout_prob must be in [0, 1)"),
+    "interval_past_the_last_step": (_CFG | dict(guidance_scale=2.0, guidance_interval="0,100"), "[0, 99]"),
+    "interval_reversed": (_CFG | dict(guidance_scale=2.0, guidance_interval="60,20"), "lo > hi"),
+    "interval_without_guidance": (_CFG | dict(guidance_interval="10,20"), "this run has none"),
+    "null_labels_with_guidance": (_CFG | dict(guidance_scale=2.0, class_labels="null"), "give class labels"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(IMAGE_CASES))
 def test_image_sample_bad_input(case, files, tmp_path, monkeypatch, capsys):
     extra, expected = IMAGE_CASES[case]
-    if extra.get("model_path") == "<cond_model>":
-        extra = dict(extra, model_path=files["cond_model"])
+    if str(extra.get("model_path")).startswith("<"):
+        extra = dict(extra, model_path=files[extra["model_path"].strip("<>")])
     err = _run("image_sample.py", _model(files, **extra), tmp_path, monkeypatch, capsys)
     assert expected in err
 
@@ -110,6 +129,8 @@ GUIDED_CASES = {
         dict(image_size=16, classifier_attention_resolutions=8), "classifier checkpoint is for 8x8 images"),
     "label_at_num_classes": (dict(class_labels="5,1000"), "outside [0, 1000)"),
     "classifier_has_other_class_count": (dict(num_classes=10), "--num_classes 1000"),
+    "null_labels_with_a_classifier": (dict(class_labels="null"), "give class labels"),
+    "guidance_scale_on_an_unconditional_model": (dict(guidance_scale=2.0), "is unconditional"),
 }
 
 

@@ -40,6 +40,9 @@ SEED = 3
 N = 8
 GUIDED_SCALE = 10.0
 MPIEXEC = shutil.which("mpiexec")
+# a model trained with label dropout: 4 classes and the null label 4; learned sigma, so that the
+# variance channels take part
+CFG_MODEL = dict(class_cond=True, num_classes=4, class_dropout_prob=0.1, learn_sigma=True)
 
 
 def _stopping_after(monkeypatch, shards):
@@ -71,9 +74,10 @@ def _ok_in_process(*args, **kwargs):
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpts")
-    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "classifier", "sr")}
+    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "cfg_model", "classifier", "sr")}
     perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
     perturb_and_save(build_model(class_cond=True)[0], paths["cond_model"], 1, 0.05)
+    perturb_and_save(build_model(**CFG_MODEL)[0], paths["cfg_model"], 4, 0.05)
     perturb_and_save(build_classifier(num_classes=4), paths["classifier"], 2, 0.05)
     perturb_and_save(build_sr()[0], paths["sr"], 3, 0.05)
     return paths
@@ -352,3 +356,68 @@ def test_real_ctrl_c_keeps_shards_says_so_in_one_line_and_the_rerun_resumes(ckpt
     assert not [f for f in os.listdir(tmp_path / shard_dir) if f.startswith(".tmp-")]
     _ok(run_script("image_sample.py", _model_args(ckpts, output_dir=tmp_path, batch_size=1, num_samples=many)))
     assert np.array_equal(_npz(str(tmp_path))["arr_0"][:N], _npz(unguided)["arr_0"])  # per-sample seeds
+
+
+# ------------------------------------------------------------------------------------------
+# Classifier-free guidance and guidance intervals
+
+
+def _cfg_run(script, ckpts, out, monkeypatch, capsys, classifier_scale=None, **flags):
+    args = _model_args(ckpts, model_path=ckpts["cfg_model"], output_dir=out, **CFG_MODEL, **flags)
+    if classifier_scale is not None:
+        args += flag_list(dict(CLASSIFIER_FLAGS, classifier_path=ckpts["classifier"], classifier_scale=classifier_scale))
+    log = _ok_in_process(script, args, monkeypatch, capsys)
+    return _npz(str(out)), log
+
+
+def test_guidance_scale_one_is_conditional_sampling_and_zero_is_the_null_label(ckpts, tmp_path, monkeypatch, capsys):
+    run = functools.partial(_cfg_run, "image_sample.py", ckpts, monkeypatch=monkeypatch, capsys=capsys)
+    plain, _ = run(out=tmp_path / "plain", class_labels="balanced")
+    one, _ = run(out=tmp_path / "w1", class_labels="balanced", guidance_scale=1.0)
+    zero, _ = run(out=tmp_path / "w0", class_labels="balanced", guidance_scale=0.0)
+    null, _ = run(out=tmp_path / "null", class_labels="null")
+    three, log = run(out=tmp_path / "w3", class_labels="balanced", guidance_scale=3.0)
+    assert np.array_equal(one["arr_0"], plain["arr_0"]) and one["arr_1"].tolist() == [0, 1, 2, 3] * 2
+    assert np.array_equal(zero["arr_0"], null["arr_0"]) and sorted(null) == ["arr_0"]  # null samples: no labels
+    assert not np.array_equal(three["arr_0"], plain["arr_0"])
+    assert "classifier-free w=3: 4 batched 2N passes, 0 conditional" in log  # per shard: one per step
+    with open(tmp_path / "w3" / f"samples_{N}x8x8x3.json") as f:
+        flags = json.load(f)["config"]["flags"]
+    assert flags["guidance_scale"] == 3.0 and flags["class_dropout_prob"] == 0.1
+
+
+def test_classifier_guides_the_null_branch_of_a_dropout_model(ckpts, tmp_path, monkeypatch, capsys):
+    null, _ = _cfg_run("image_sample.py", ckpts, tmp_path / "null", monkeypatch, capsys, class_labels="null")
+    base, _ = _cfg_run("classifier_sample.py", ckpts, tmp_path / "s0", monkeypatch, capsys, classifier_scale=0.0)
+    assert np.array_equal(base["arr_0"], null["arr_0"])  # unguided, it is the unconditional model
+    guided, _ = _cfg_run("classifier_sample.py", ckpts, tmp_path / "s10", monkeypatch, capsys,
+                         classifier_scale=GUIDED_SCALE)
+    assert _mean_requested_log_prob(ckpts, guided) > _mean_requested_log_prob(ckpts, base)
+    both, log = _cfg_run("classifier_sample.py", ckpts, tmp_path / "both", monkeypatch, capsys,
+                         classifier_scale=GUIDED_SCALE, guidance_scale=3.0)
+    assert not np.array_equal(both["arr_0"], guided["arr_0"]) and "classifier gradients" not in log
+
+
+def test_interval_between_the_sampled_steps_takes_no_classifier_gradient(ckpts, tmp_path, monkeypatch, capsys):
+    # 4 respaced steps of 100: training timesteps 0, 33, 66, 99; "34,65" holds none of them
+    base, _ = _cfg_run("classifier_sample.py", ckpts, tmp_path / "s0", monkeypatch, capsys, classifier_scale=0.0)
+    empty, log = _cfg_run("classifier_sample.py", ckpts, tmp_path / "empty", monkeypatch, capsys,
+                          classifier_scale=GUIDED_SCALE, guidance_interval="34,65")
+    assert np.array_equal(empty["arr_0"], base["arr_0"])
+    assert "classifier gradients computed at 0 steps, skipped at 4" in log
+    part, log = _cfg_run("classifier_sample.py", ckpts, tmp_path / "part", monkeypatch, capsys,
+                         classifier_scale=GUIDED_SCALE, guidance_interval="30,70")
+    assert "classifier gradients computed at 2 steps, skipped at 2" in log
+    assert not np.array_equal(part["arr_0"], base["arr_0"])
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+def test_classifier_free_dpm_solver_npz_is_the_same_on_one_and_two_ranks(ckpts, tmp_path):
+    files = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"n{ranks}"
+        args = _model_args(ckpts, model_path=ckpts["cfg_model"], output_dir=out, batch_size=3, sampler="dpm++2m",
+                           guidance_scale=3.0, guidance_interval="20,99", **CFG_MODEL)
+        _ok(run_script("image_sample.py", args, launcher=(MPIEXEC, "-n", str(ranks))))
+        files[ranks] = (out / f"samples_{N}x8x8x3.npz").read_bytes()
+    assert files[1] == files[2]
