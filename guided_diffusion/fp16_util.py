@@ -23,5 +23,8 @@ from .training.mixed_precision import (  # noqa: F401
     unflatten_master_params,
     zero_grad,
     zero_master_grads,
+    _log,
+    _logger,
+    _logkv_mean,
 )
 from .runtime import logger  # noqa: F401  (the original module imported it)

@@ -117,6 +117,19 @@ def check_overflow(value):
     return (value == float("inf")) or (value == -float("inf")) or (value != value)
 
 
+def _logger():
+    """The logger this module writes to (a name the `fp16_util` face keeps)."""
+    return logger
+
+
+def _logkv_mean(key, value):
+    logger.logkv_mean(key, value)
+
+
+def _log(msg):
+    logger.log(msg)
+
+
 class MixedPrecisionTrainer:
     """
     Owns the model's gradients and optimizer-facing master parameters.
