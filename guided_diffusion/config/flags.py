@@ -194,6 +194,10 @@ FLAG_HELP = {
                          "(Kynkaanniemi et al. 2024); '' every step",
     "base_samples": "npz of low-resolution samples (arr_0, and arr_1 labels for class-conditional models)",
     "samples": "npz of labelled samples to judge (arr_0 uint8 images, arr_1 labels)",
+    "judge": "classifier (a clean EncoderUNetModel from --classifier_path) or pixel_knn (k-NN on grey pixels "
+             "fitted on --judge_data: independent of the guide's model family)",
+    "judge_data": "training images of the pixel_knn judge: digits (the embedded digits' training split) or an "
+                  "npz with arr_0 uint8 images and arr_1 labels",
     "random_flip": "horizontal flips: True/False, or auto (True for --data_dir, False for the digits)",
     "save_trajectory": "also save PNG strips of x_t and predicted x_0 at this many timesteps for the "
                        "first grid of samples (0: off)",

@@ -5,6 +5,8 @@ import pytest
 import torch as th
 import torch.nn.functional as F
 
+from guided_diffusion.data.digits import write_reference_npz
+
 from sample_helpers import CLASSIFIER_FLAGS, MODEL_FLAGS, build_classifier, flag_list, one_thread, perturb_and_save
 from sample_helpers import run_in_process
 
@@ -68,3 +70,29 @@ def test_labels_outside_num_classes_are_refused(judged, one_thread, monkeypatch,
             "--image_size", MODEL_FLAGS["image_size"]] + flag_list(CLASSIFIER_FLAGS)
     code, _, err = run_in_process("classifier_accuracy.py", args, monkeypatch, capsys)
     assert code == 2 and f"must lie in [0, {NUM_CLASSES})" in err
+
+
+def test_pixel_judge_scores_real_digits_and_sees_their_class_balance(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "heldout.npz"
+    write_reference_npz(str(path), 8, split="heldout")
+    args = ["--samples", path, "--judge", "pixel_knn", "--judge_data", "digits", "--image_size", 8,
+            "--num_classes", NUM_CLASSES]
+    code, out, err = run_in_process("classifier_accuracy.py", args, monkeypatch, capsys)
+    assert code == 0, err
+    values = dict(line.split(": ") for line in out.strip().splitlines())
+    accuracy, stderr = float(values["Accuracy"]), float(values["Accuracy stderr"])
+    assert accuracy >= 0.95 and stderr == pytest.approx(np.sqrt(accuracy * (1 - accuracy) / 300))
+    histogram = np.array([float(v) for v in values["Label histogram"].split(",")])
+    assert histogram.sum() == pytest.approx(1.0, abs=1e-3) and np.all(np.abs(histogram - 0.1) < 0.02)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--judge", "knn"], "--judge 'knn' is not one of"),
+    (["--judge", "pixel_knn", "--judge_data", "nowhere.npz"], "--judge_data must be"),
+])
+def test_pixel_judge_bad_flags_exit_2(tmp_path, monkeypatch, capsys, flags, message):
+    path = tmp_path / "s.npz"
+    np.savez(path, arr_0=np.zeros((2, 8, 8, 3), np.uint8), arr_1=np.zeros(2, np.int64))
+    args = ["--samples", path, "--image_size", 8, "--num_classes", NUM_CLASSES] + flags
+    code, out, err = run_in_process("classifier_accuracy.py", args, monkeypatch, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
