@@ -49,7 +49,8 @@ def main():
     args = parse_and_validate(create_argparser())
     resolve_sampler_flags(args)
     check_guidance_flags(args, classifier_guided=True)
-    labels = parse_class_labels(args.class_labels, args.num_classes)
+    labels = parse_class_labels(args.class_labels, args.num_classes,
+                                [("--model_path", args.model_path), ("--classifier_path", args.classifier_path)])
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")

@@ -34,7 +34,7 @@ def main():
     run = train_setup.start_run(args, "iterations")
     if run.finished:
         return 0
-    data_flags = train_setup.choose_data(args, args.image_size, with_val=True)
+    data_flags = train_setup.choose_data(args, args.image_size, with_val=True, labelled=True)
     train_setup.write_args_json(args, **data_flags)
 
     logger.log("creating model and diffusion...")

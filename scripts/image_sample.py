@@ -44,7 +44,8 @@ def main():
     if args.class_labels and not args.class_cond:
         raise ValueError("--class_labels needs a class-conditional model (--class_cond True); "
                          "use classifier_sample.py to steer an unconditional model")
-    labels = parse_class_labels(args.class_labels, args.num_classes) if args.class_cond else None
+    labels = (parse_class_labels(args.class_labels, args.num_classes, [("--model_path", args.model_path)])
+              if args.class_cond else None)
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")

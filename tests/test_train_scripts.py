@@ -115,6 +115,7 @@ def test_image_train_on_digits_writes_checkpoints_args_and_quartile_losses(run_s
     assert args["data_source"] == "embedded-digits" and args["random_flip"] is False
     assert isinstance(args["seed"], int) and args["seed"] >= 0 and args["class_cond"] is True
     assert args["data_dir"].endswith(os.path.join("digits", "train_8px")) and args["world_size"] == 1
+    assert args["class_names"] == [str(d) for d in range(10)]  # the class mapping: label d is digit d
     rows = _csv(tmp_path / "progress.csv")
     assert [r["step"] for r in rows] == ["0", "1"] and [r["samples"] for r in rows] == ["4", "8"]
     keys = set(rows[0])
@@ -405,4 +406,6 @@ def test_output_dir_wins_over_openai_logdir(run_script, tmp_path):
     assert code == 0, out
     assert {"model000001.pt", "args.json", "progress.csv"} <= set(os.listdir(tmp_path / "flag"))
     assert not os.path.exists(tmp_path / "env")
-    assert json.loads((tmp_path / "flag" / "args.json").read_text())["output_dir"] == str(tmp_path / "flag")
+    recorded = json.loads((tmp_path / "flag" / "args.json").read_text())
+    assert recorded["output_dir"] == str(tmp_path / "flag")
+    assert recorded["class_names"] == [str(d) for d in range(10)]

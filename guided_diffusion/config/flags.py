@@ -182,7 +182,8 @@ FLAG_HELP = {
     "eta": "DDIM eta: 0 is deterministic, 1 as noisy as ancestral sampling (--sampler ddim only)",
     "sampler": "ancestral, ddim, dpm++2m, dpm++3m or dpm++2m-sde; auto: ddim with --use_ddim True, else ancestral",
     "progress": "show a tqdm progress bar on rank 0",
-    "class_labels": "labels to sample: '' random per sample, 'balanced', or a comma list (cycled)",
+    "class_labels": "labels to sample: '' random per sample, 'balanced', 'null', or a comma list (cycled) of "
+                    "labels or of class names (cat,dog) from the args.json beside the checkpoint",
     "num_classes": "classes of a class_cond model (label embedding rows) and of a classifier "
                    "(logits); sampled labels come from [0, num_classes)",
     "class_dropout_prob": "training: the chance that a label becomes the null class num_classes (label "

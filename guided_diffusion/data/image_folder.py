@@ -2,10 +2,12 @@
 Image-folder loading with the original's rules, plus a resumable position.
 
 Files ending jpg/jpeg/png/gif are found recursively in sorted order; with `class_cond` the class
-is the file name's part before the first "_", classes indexed in sorted order. Each image is
-brought to size by repeated 2x BOX downscaling while its short side is at least twice the
-target, a BICUBIC resize of the short side, then a center crop (or a random crop with the short
-side drawn from [size, size / 0.8]), an optional random horizontal flip, and scaling to [-1, 1].
+is the file name's part before the first "_", classes indexed in sorted order
+(`class_names_from_file_names` gives that mapping; training runs record it in args.json). Each
+image is brought to size by repeated 2x BOX downscaling while its short side is at least twice
+the target, a BICUBIC resize of the short side, then a center crop (or a random crop with the
+short side drawn from [size, size / 0.8]), an optional random horizontal flip, and scaling to
+[-1, 1].
 Under MPI rank r of w reads files[r::w].
 
 `load_data` returns an endless iterator of `(batch, cond)` where batch is float32
@@ -143,6 +145,31 @@ def classes_from_file_names(paths):
 
     :raises ValueError: when some file name has no "_" prefix.
     """
+    prefixes = _class_prefixes(paths)
+    index = {x: i for i, x in enumerate(sorted(set(prefixes)))}
+    return [index[x] for x in prefixes]
+
+
+def class_names_from_file_names(paths):
+    """
+    The class mapping of `classes_from_file_names`: the sorted distinct prefixes, so that
+    class i is named `names[i]`.
+
+    :raises ValueError: when some file name has no "_" prefix.
+    """
+    return sorted(set(_class_prefixes(paths)))
+
+
+def folder_class_names(data_dir):
+    """
+    The class mapping of an image folder (see `class_names_from_file_names`).
+
+    :raises ValueError: for a missing or empty folder, or a file name without a class prefix.
+    """
+    return class_names_from_file_names(_list_data_dir(os.fspath(data_dir)))
+
+
+def _class_prefixes(paths):
     names = [os.path.basename(p) for p in paths]
     unlabelled = [p for p, n in zip(paths, names) if "_" not in n]
     if unlabelled:
@@ -150,9 +177,7 @@ def classes_from_file_names(paths):
             f"class_cond needs file names like '<class>_<anything>.png', but {len(unlabelled)} of "
             f"{len(paths)} files have no '_' prefix, e.g. {unlabelled[0]!r}"
         )
-    class_names = [n.split("_")[0] for n in names]
-    index = {x: i for i, x in enumerate(sorted(set(class_names)))}
-    return [index[x] for x in class_names]
+    return [n.split("_")[0] for n in names]
 
 
 def open_rgb(path):

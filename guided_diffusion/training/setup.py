@@ -10,7 +10,9 @@ steps >= N are dropped from progress.csv and written again.
 
 `args.json` (written by rank 0) holds every flag after resolution (`seed` as actually used,
 `data_dir` / `val_data_dir` as actually read, `random_flip` as a bool) plus `"script"`,
-`"world_size"` and `"data_source"` ("data_dir" or "embedded-digits").
+`"world_size"`, `"data_source"` ("data_dir" or "embedded-digits") and `"class_names"` (the data
+folder's class mapping, class i named `class_names[i]`, for runs that train on labels; the
+sampling scripts resolve `--class_labels cat,dog` with it).
 """
 
 import collections
@@ -24,7 +26,7 @@ import torch as th
 
 from ..config.flags import args_to_dict, str2bool
 from ..data.digits import resolve_data_dir
-from ..data.image_folder import load_data
+from ..data.image_folder import folder_class_names, load_data
 from ..diffusion.timestep_sampler import create_named_schedule_sampler
 from ..runtime import distributed as dist_util
 from ..runtime import logger
@@ -145,23 +147,41 @@ def resolve_flip(value, embedded):
     return str2bool(value)
 
 
-def choose_data(args, image_size, with_val=False):
+def choose_data(args, image_size, with_val=False, labelled=False):
     """
     Resolve --data_dir (the embedded digits when empty), --random_flip and, with `with_val`,
     --val_data_dir (the digits' held-out split when the digits are used and it is empty).
 
-    :return: dict of the resolved data flags (`data_dir`, `random_flip`, `data_source`, and
-        `val_data_dir`), as recorded in args.json.
+    :param labelled: the run trains on labels, so its class mapping is recorded.
+    :return: dict of the resolved data flags (`data_dir`, `random_flip`, `data_source`,
+        `class_names`, and `val_data_dir`), as recorded in args.json. `class_names[i]` is the
+        file name prefix of class i (None when the run uses no labels).
+    :raises ValueError: when the validation folder numbers its classes differently.
     """
     data_dir, embedded = resolve_data_dir(args.data_dir, image_size, split="train", log=logger.log)
     chosen = dict(data_dir=data_dir, random_flip=resolve_flip(args.random_flip, embedded),
-                  data_source="embedded-digits" if embedded else "data_dir")
+                  data_source="embedded-digits" if embedded else "data_dir",
+                  class_names=folder_class_names(data_dir) if labelled else None)
     if with_val:
         chosen["val_data_dir"] = args.val_data_dir
         if embedded and not args.val_data_dir:
             chosen["val_data_dir"], _ = resolve_data_dir("", image_size, split="heldout", log=logger.log)
+        if labelled and chosen["val_data_dir"]:
+            _check_same_classes(chosen["class_names"], folder_class_names(chosen["val_data_dir"]))
     logger.log(f"seed {args.seed}, random_flip {chosen['random_flip']}")
     return chosen
+
+
+def _check_same_classes(train_names, val_names):
+    """Both folders number their classes by sorted prefix, so the sets must agree."""
+    if train_names != val_names:
+        only_train = sorted(set(train_names) - set(val_names))[:5]
+        only_val = sorted(set(val_names) - set(train_names))[:5]
+        raise ValueError(
+            f"--val_data_dir has {len(val_names)} classes and --data_dir {len(train_names)}, so their label "
+            f"numbers differ (only in --data_dir: {only_train}; only in --val_data_dir: {only_val}); give both "
+            f"folders the same class prefixes"
+        )
 
 
 def write_args_json(args, **extra):
@@ -208,7 +228,7 @@ def train_diffusion(args, model_flags, build, image_size, loop_cls, wrap_data=No
     run = start_run(args, "lr_anneal_steps", ema_rates)
     if run.finished:
         return 0
-    data_flags = choose_data(args, image_size)
+    data_flags = choose_data(args, image_size, labelled=args.class_cond)
     write_args_json(args, **data_flags)
 
     logger.log("creating model and diffusion...")

@@ -37,6 +37,9 @@ def test_labels_from_prefix_in_sorted_class_order(tmp_path):
     files = image_folder.list_image_files_recursively(tmp_path)
     # sorted files: ant_9, cat_1, cat_big_3, dog_1, dog_2 ; classes ant=0, cat=1, dog=2
     assert image_folder.classes_from_file_names(files) == [0, 1, 1, 2, 2]
+    names = image_folder.folder_class_names(tmp_path)
+    assert names == image_folder.class_names_from_file_names(files) == ["ant", "cat", "dog"]
+    assert [names[c] for c in image_folder.classes_from_file_names(files)] == ["ant", "cat", "cat", "dog", "dog"]
     data = image_folder.load_data(data_dir=tmp_path, batch_size=5, image_size=4, class_cond=True,
                        deterministic=True, random_flip=False, shard=0, num_shards=1)
     _, cond = next(data)

@@ -177,6 +177,29 @@ def test_class_cond_labels_recorded_are_the_labels_used(ckpts, tmp_path, monkeyp
     assert np.abs(rebuilt[7] - arrays["arr_0"][1]).max() > 1
 
 
+def test_class_names_from_the_classifiers_run_record_give_the_same_npz_as_their_labels(ckpts, tmp_path, monkeypatch,
+                                                                                      capsys):
+    guide = tmp_path / "guide"
+    guide.mkdir()
+    shutil.copy(ckpts["classifier"], guide / "model000009.pt")
+    (guide / "args.json").write_text(json.dumps({"class_names": ["ant", "bee", "cat", "dog"]}))
+    npz = {}
+    for spec in ("dog,ant", "3,0"):
+        out = str(tmp_path / spec)
+        _ok_in_process("classifier_sample.py", _guided_args(ckpts, GUIDED_SCALE, output_dir=out, num_samples=3,
+                                                            batch_size=3, class_labels=spec,
+                                                            classifier_path=guide / "model000009.pt"),
+                       monkeypatch, capsys)
+        npz[spec] = _npz(out)
+    assert npz["dog,ant"]["arr_1"].tolist() == [3, 0, 3]
+    assert np.array_equal(npz["dog,ant"]["arr_0"], npz["3,0"]["arr_0"])
+    code, _, err = run_in_process("classifier_sample.py", _guided_args(
+        ckpts, GUIDED_SCALE, output_dir=tmp_path / "emu", class_labels="emu",
+        classifier_path=guide / "model000009.pt"), monkeypatch, capsys)
+    assert code == 2 and err.strip().endswith("unknown class name 'emu'; the names in "
+                                              f"{guide / 'args.json'} (beside --classifier_path) are: ant, bee, cat, dog")
+
+
 def test_guidance_scale_zero_equals_unguided_for_same_seed(unguided, guided0):
     guided, plain = _npz(guided0), _npz(unguided)
     # Different batch sizes, and one run is a subprocess: float reductions may split differently,

@@ -41,7 +41,33 @@ def test_resolve_flip_auto_is_off_for_the_digits_only():
 def test_choose_data_with_a_folder_keeps_it_and_its_validation_folder(logdir):
     args = argparse.Namespace(data_dir="/data/train", val_data_dir="", random_flip="auto", seed=3)
     assert train_setup.choose_data(args, 8, with_val=True) == dict(
-        data_dir="/data/train", val_data_dir="", random_flip=True, data_source="data_dir")
+        data_dir="/data/train", val_data_dir="", random_flip=True, data_source="data_dir", class_names=None)
+
+
+def _folder(path, names):
+    path.mkdir(parents=True)
+    for name in names:
+        (path / name).write_bytes(b"")  # listing reads names only
+    return str(path)
+
+
+def test_choose_data_records_the_class_mapping_of_a_labelled_run(tmp_path, logdir):
+    train = _folder(tmp_path / "train", ["dog_1.png", "cat_2.png", "ant_3.png", "dog_4.png"])
+    args = argparse.Namespace(data_dir=train, val_data_dir="", random_flip="auto", seed=3)
+    assert train_setup.choose_data(args, 8, labelled=True)["class_names"] == ["ant", "cat", "dog"]
+    assert train_setup.choose_data(args, 8)["class_names"] is None
+    # A validation folder without a class would number "dog" 1 instead of 2: refused.
+    args.val_data_dir = _folder(tmp_path / "val", ["cat_7.png", "dog_8.png"])
+    with pytest.raises(ValueError, match=r"only in --data_dir: \['ant'\]; only in --val_data_dir: \[\]"):
+        train_setup.choose_data(args, 8, with_val=True, labelled=True)
+
+
+def test_choose_data_maps_the_embedded_digits_to_their_own_names(tmp_path, logdir, monkeypatch):
+    monkeypatch.setenv("GUIDED_DIFFUSION_CACHE", str(tmp_path / "cache"))
+    args = argparse.Namespace(data_dir="", val_data_dir="", random_flip="auto", seed=3)
+    chosen = train_setup.choose_data(args, 8, with_val=True, labelled=True)
+    assert chosen["class_names"] == [str(d) for d in range(10)]  # label d is the digit d
+    assert chosen["data_source"] == "embedded-digits" and chosen["val_data_dir"]
 
 
 def test_write_args_json_records_flags_and_extras(logdir):
