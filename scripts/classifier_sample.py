@@ -5,7 +5,8 @@ images and `arr_1` the requested labels.
 
 Ancestral sampling shifts the mean by the scaled classifier gradient (condition_mean); DDIM and
 the DPM-Solver++ samplers shift the predicted noise instead (condition_score). Flags beyond the
-original's: --sampler, --seed, --output_dir, --eta, --progress, --class_labels, --num_classes.
+original's: --sampler, --seed, --output_dir, --eta, --progress, --class_labels, --num_classes,
+--save_trajectory.
 With --classifier_scale 0 the classifier is loaded (checked) but never evaluated, so the result
 equals unguided sampling with the same seed.
 
@@ -35,6 +36,7 @@ from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
+from guided_diffusion.sampling.trajectory import samples_stem
 from guided_diffusion.script_util import (
     add_dict_to_argparser,
     args_to_dict,
@@ -70,7 +72,8 @@ def main():
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
                                classifier=classifier, classifier_scale=args.classifier_scale,
                                guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval, labels=labels,
-                               num_classes=args.num_classes, device=dist_util.dev())
+                               num_classes=args.num_classes, device=dist_util.dev(), save_trajectory=args.save_trajectory,
+                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.image_size))
     config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"))
     sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
 

@@ -4,7 +4,8 @@ Generate a large batch of image samples from a model and save them as a large nu
 used to produce samples for FID evaluation.
 
 Flags beyond the original's: --sampler, --seed, --output_dir, --eta, --progress,
---class_labels, --num_classes, --class_dropout_prob, --guidance_scale, --guidance_interval.
+--class_labels, --num_classes, --class_dropout_prob, --guidance_scale, --guidance_interval,
+--save_trajectory K (PNG strips of x_t and predicted x_0 at K timesteps of the first samples).
 A model trained with --class_dropout_prob samples with classifier-free guidance at
 --guidance_scale w (1: plain conditional), and its unconditional branch with --class_labels null. Finished batches are kept as shards, so rerunning the same command
 after an interruption only samples what is missing.
@@ -29,6 +30,7 @@ from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
+from guided_diffusion.sampling.trajectory import samples_stem
 from guided_diffusion.script_util import (
     add_dict_to_argparser,
     args_to_dict,
@@ -58,7 +60,8 @@ def main():
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
                                labels=labels, num_classes=args.num_classes if args.class_cond else None,
                                guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
-                               device=dist_util.dev())
+                               device=dist_util.dev(), save_trajectory=args.save_trajectory,
+                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.image_size))
     sample_to_npz(out_dir, run_config("image_sample", args), args.num_samples, args.batch_size, make_batch,
                   progress=args.progress)
 

@@ -5,7 +5,7 @@ class-conditional models, `arr_1`). Sample i upsamples base sample i % M.
 
 Unlike the original, --use_ddim True is honoured (with --eta), and class-conditional runs also
 record the labels as `arr_1`. Flags beyond the original's: --sampler, --seed, --output_dir,
---eta, --progress.
+--eta, --progress, --save_trajectory.
 """
 
 import argparse
@@ -26,6 +26,7 @@ from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
+from guided_diffusion.sampling.trajectory import samples_stem
 from guided_diffusion.script_util import (
     add_dict_to_argparser,
     args_to_dict,
@@ -48,7 +49,9 @@ def main():
 
     logger.log(f"creating samples ({args.sampler})...")
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
-                               labels=base_labels, low_res=base_images, device=dist_util.dev())
+                               labels=base_labels, low_res=base_images, device=dist_util.dev(),
+                               save_trajectory=args.save_trajectory,
+                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.large_size))
     config = run_config("super_res_sample", args, file_flags=("model_path", "base_samples"))
     sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
 

@@ -9,7 +9,8 @@ def sampling_defaults():
     clip_denoised .. model_path: as in the original. sampler: one of `samplers.SAMPLERS`, or
     "auto" for the original's choice (ddim with --use_ddim True, else ancestral); seed: -1 draws
     a fresh run seed (recorded); output_dir: "" means $OPENAI_LOGDIR, else a temp folder; eta:
-    DDIM's eta; progress: a tqdm bar on rank 0.
+    DDIM's eta; progress: a tqdm bar on rank 0; save_trajectory: K > 0 also writes PNG strips of
+    x_t and the predicted x_0 at K timesteps for the first samples (0: off; the samples are unchanged).
     """
     return dict(
         clip_denoised=True,
@@ -22,6 +23,7 @@ def sampling_defaults():
         output_dir="",
         eta=0.0,
         progress=True,
+        save_trajectory=0,
     )
 
 

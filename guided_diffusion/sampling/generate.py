@@ -13,6 +13,10 @@ and either kind can be limited to training timesteps with `guidance_interval="10
 
 Sample i depends only on (seed, i) and its label / low-resolution input, not on the batch size,
 the device batch it shares, or how the indices are split over shards and MPI ranks.
+
+`save_trajectory=K` also writes the denoising trajectory of the first batch (x_t and the
+predicted x_0 at K timesteps, denser near the end: `trajectory.frame_timesteps`) as PNG strips;
+the recorder only watches the sampling loop, so the samples are bit-identical without it.
 """
 
 import sys
@@ -31,6 +35,10 @@ from .guided import GuidedFunctions
 from .labels import check_labels, labels_for_indices, parse_class_labels
 from .samplers import resolve_sampler, run_sampler
 from .seeds import PerSampleNoise
+from .trajectory import TrajectoryRecorder, check_num_frames, save_strips
+
+# rows of a trajectory strip: the first samples of the first batch, like the first grid row
+TRAJECTORY_ROWS = 8
 
 
 def respace(diffusion, steps):
@@ -111,8 +119,11 @@ class _Job:
         )
         self.shape = (3, model.image_size, model.image_size)
 
-    def batch(self, indices, seed):
-        """:return: (uint8 images [len(indices), H, W, 3], int64 labels [len(indices)] or None)."""
+    def batch(self, indices, seed, watch=None):
+        """
+        :param watch: passed to `run_sampler` (e.g. a trajectory recorder's watch).
+        :return: (uint8 images [len(indices), H, W, 3], int64 labels [len(indices)] or None).
+        """
         indices = np.asarray(indices, dtype=np.int64)
         model_kwargs, labels = {}, None
         if self.labels == "null":
@@ -127,7 +138,7 @@ class _Job:
         with th.no_grad():
             x = run_sampler(self.diffusion, self.sampler, self.guided.model_fn, (len(indices),) + self.shape,
                             noise, eta=self.eta, clip_denoised=self.clip_denoised, model_kwargs=model_kwargs,
-                            cond_fn=self.guided.cond_fn, device=self.device)
+                            cond_fn=self.guided.cond_fn, device=self.device, watch=watch)
         # null-label samples belong to no class: no labels are reported for them
         return to_uint8_nhwc(x), None if self.labels == "null" else labels
 
@@ -135,7 +146,8 @@ class _Job:
 def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_size=16, seed=0,
                      sampler="ancestral", steps=None, eta=0.0, clip_denoised=True, classifier=None,
                      classifier_scale=0.0, guidance_scale=None, guidance_interval="", labels=None,
-                     num_classes=None, low_res=None, device=None, progress=True):
+                     num_classes=None, low_res=None, device=None, progress=True, save_trajectory=0,
+                     trajectory_stem=None):
     """
     Sample images with per-sample seeds.
 
@@ -166,9 +178,14 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
     :param low_res: SuperResModel only: uint8 [M, h, w, 3]; sample i upsamples low_res[i % M].
     :param device: where sampling runs (default: the model's device).
     :param progress: a tqdm bar (images) on rank 0.
+    :param save_trajectory: K > 0: write the first batch's trajectory (its first TRAJECTORY_ROWS
+                            samples, K frames; `trajectory.save_strips`) at `trajectory_stem`;
+                            0: none. K may not exceed the sampling steps.
+    :param trajectory_stem: path prefix of the strips, e.g. "<dir>/samples_16x64x64x3".
     :return: (images uint8 numpy [N, H, W, 3], labels int64 numpy [N], or None when no network
              takes labels), rows in the order of the indices.
-    :raises ValueError: for bad arguments (sampler, eta, labels, classes, low_res, counts).
+    :raises ValueError: for bad arguments (sampler, eta, labels, classes, low_res, counts,
+                        save_trajectory).
     """
     if (num_samples is None) == (indices is None):
         raise ValueError("give exactly one of num_samples and indices")
@@ -182,11 +199,16 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
                guidance_scale=guidance_scale, guidance_interval=guidance_interval, labels=labels,
                num_classes=num_classes, low_res=low_res, sampler=sampler, eta=eta,
                clip_denoised=clip_denoised, device=device)
+    recorder = _recorder(diffusion, save_trajectory, trajectory_stem)
     images, out_labels = [], []
     show = progress and dist_util.get_rank() == 0
     with tqdm(total=len(indices), unit="img", desc=f"sampling ({sampler})", disable=not show, file=sys.stderr) as bar:
         for start in range(0, len(indices), batch_size):
-            batch_images, batch_labels = job.batch(indices[start:start + batch_size], seed)
+            watch = recorder.watch if recorder is not None and start == 0 else None
+            batch_images, batch_labels = job.batch(indices[start:start + batch_size], seed, watch=watch)
+            if watch is not None:
+                paths = save_strips(trajectory_stem, recorder, getattr(diffusion, "timestep_map", None))
+                logger.log(f"trajectory strips: {', '.join(paths)}")
             images.append(batch_images)
             out_labels.append(batch_labels)
             bar.update(len(batch_images))
@@ -196,20 +218,38 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
     return np.concatenate(images), labels_out
 
 
-def shard_batches(model, diffusion, **kwargs):
+def _recorder(diffusion, save_trajectory, trajectory_stem):
+    """A TrajectoryRecorder for K = save_trajectory frames, or None for K = 0."""
+    if not check_num_frames(save_trajectory, diffusion.num_timesteps):
+        return None
+    if not trajectory_stem:
+        raise ValueError("save_trajectory needs trajectory_stem, the path prefix of the strips")
+    return TrajectoryRecorder(diffusion.num_timesteps, save_trajectory, rows=TRAJECTORY_ROWS)
+
+
+def shard_batches(model, diffusion, save_trajectory=0, trajectory_stem=None, **kwargs):
     """
     The `make_batch(indices, seed)` of the shard loop (`runner.sample_to_npz`): one
     `generate_samples` call per shard.
 
+    :param save_trajectory: K > 0: the shard that starts at sample 0 (the first one, made by
+                            rank 0) also writes its trajectory strips at `trajectory_stem` (a
+                            resumed run whose first shard is already on disk writes none).
+                            Checked here, before any sampling.
     :param kwargs: `generate_samples` keywords other than num_samples, indices, batch_size,
                    seed and progress.
     :return: make_batch(indices, seed) -> {"arr_0": uint8 [n, H, W, 3], "arr_1": int64 [n]
              when a network takes labels}.
+    :raises ValueError: for a save_trajectory larger than the sampling steps (naming the flag).
     """
+    steps = kwargs.get("steps")
+    _recorder(diffusion if steps is None else respace(diffusion, steps), save_trajectory, trajectory_stem)
 
     def make_batch(indices, seed):
+        first = save_trajectory if indices[0] == 0 else 0
         images, labels = generate_samples(model, diffusion, indices=indices, batch_size=len(indices), seed=seed,
-                                          progress=False, **kwargs)
+                                          progress=False, save_trajectory=first, trajectory_stem=trajectory_stem,
+                                          **kwargs)
         return {"arr_0": images} if labels is None else {"arr_0": images, "arr_1": labels}
 
     return make_batch

@@ -12,6 +12,8 @@ means 20 model evaluations for each. All per-step noise comes from the per-sampl
 `seeds.PerSampleNoise`, so results do not depend on batch composition or the number of ranks.
 """
 
+from ..diffusion.sampling import final_sample
+
 SAMPLERS = ("ancestral", "ddim", "dpm++2m", "dpm++3m", "dpm++2m-sde")
 AUTO = "auto"
 _DPM_SOLVER = {"dpm++2m": (2, False), "dpm++3m": (3, False), "dpm++2m-sde": (2, True)}  # (order, sde)
@@ -60,7 +62,7 @@ def resolve_sampler_flags(args):
 
 
 def run_sampler(diffusion, sampler, model_fn, shape, noise, *, eta=0.0, clip_denoised=True,
-                model_kwargs=None, cond_fn=None, device=None):
+                model_kwargs=None, cond_fn=None, device=None, watch=None):
     """
     Run one reverse-diffusion batch with per-sample noise.
 
@@ -71,6 +73,8 @@ def run_sampler(diffusion, sampler, model_fn, shape, noise, *, eta=0.0, clip_den
     :param noise: a `seeds.PerSampleNoise` for the N samples.
     :param eta: DDIM's eta (ddim only).
     :param cond_fn: classifier guidance cond_fn(x, t, **model_kwargs), or None.
+    :param watch: optional callable(progressive loop) -> the same step dicts, e.g.
+                  `trajectory.TrajectoryRecorder.watch`; it sees every step without changing it.
     :return: float tensor [N, C, H, W], nominally in [-1, 1].
     """
     kwargs = dict(
@@ -81,13 +85,16 @@ def run_sampler(diffusion, sampler, model_fn, shape, noise, *, eta=0.0, clip_den
         device=device,
         progress=False,
     )
+    # the *_sample_loop functions are final_sample(*_progressive), so this is the same loop
     if sampler == "ancestral":
-        return diffusion.p_sample_loop(model_fn, shape, noise_fn=noise.noise_fn, **kwargs)
-    if sampler == "ddim":
-        return diffusion.ddim_sample_loop(model_fn, shape, eta=eta, noise_fn=noise.noise_fn, **kwargs)
-    if sampler not in _DPM_SOLVER:
+        loop = diffusion.p_sample_loop_progressive(model_fn, shape, noise_fn=noise.noise_fn, **kwargs)
+    elif sampler == "ddim":
+        loop = diffusion.ddim_sample_loop_progressive(model_fn, shape, eta=eta, noise_fn=noise.noise_fn, **kwargs)
+    elif sampler in _DPM_SOLVER:
+        order, sde = _DPM_SOLVER[sampler]
+        if sde:
+            kwargs["noise_fn"] = noise.noise_fn
+        loop = diffusion.dpm_solver_sample_loop_progressive(model_fn, shape, order=order, sde=sde, **kwargs)
+    else:
         raise ValueError(f"sampler {sampler!r} is not one of: {', '.join(SAMPLERS)}")
-    order, sde = _DPM_SOLVER[sampler]
-    if sde:
-        kwargs["noise_fn"] = noise.noise_fn
-    return diffusion.dpm_solver_sample_loop(model_fn, shape, order=order, sde=sde, **kwargs)
+    return final_sample(loop if watch is None else watch(loop))

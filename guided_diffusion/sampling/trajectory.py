@@ -18,6 +18,7 @@ shows noise. K = S shows every step; K = 1 shows only t = 0.
 """
 
 import math
+import os
 
 import numpy as np
 import torch as th
@@ -121,6 +122,14 @@ class TrajectoryRecorder:
 
 def _keep(x, room):
     return x[:room].detach().to("cpu", th.float32).clone()
+
+
+def samples_stem(out_dir, num_samples, image_size):
+    """
+    The path prefix of a sampling run's final files (`outputs.save_samples`), which its strips
+    share: "<out_dir>/samples_{N}x{S}x{S}x3".
+    """
+    return os.path.join(out_dir, f"samples_{num_samples}x{image_size}x{image_size}x3")
 
 
 def frame_captions(timesteps, timestep_map=None):

@@ -140,22 +140,22 @@ class _RecordingDiffusion:
     def _loop(self, name):
         def loop(model, shape, **kwargs):
             self.calls.append((name, kwargs))
-            return th.zeros(shape)
+            yield {"sample": th.zeros(shape)}
 
         return loop
 
     def __getattr__(self, name):
-        if name.endswith("_sample_loop"):
+        if name.endswith("_sample_loop_progressive"):
             return self._loop(name)
         raise AttributeError(name)
 
 
 @pytest.mark.parametrize("sampler,loop,extra,per_step_noise", [
-    ("ancestral", "p_sample_loop", {}, True),
-    ("ddim", "ddim_sample_loop", {"eta": 0.0}, True),
-    ("dpm++2m", "dpm_solver_sample_loop", {"order": 2, "sde": False}, False),
-    ("dpm++3m", "dpm_solver_sample_loop", {"order": 3, "sde": False}, False),
-    ("dpm++2m-sde", "dpm_solver_sample_loop", {"order": 2, "sde": True}, True),
+    ("ancestral", "p_sample_loop_progressive", {}, True),
+    ("ddim", "ddim_sample_loop_progressive", {"eta": 0.0}, True),
+    ("dpm++2m", "dpm_solver_sample_loop_progressive", {"order": 2, "sde": False}, False),
+    ("dpm++3m", "dpm_solver_sample_loop_progressive", {"order": 3, "sde": False}, False),
+    ("dpm++2m-sde", "dpm_solver_sample_loop_progressive", {"order": 2, "sde": True}, True),
 ])
 def test_dispatch_by_name_with_per_sample_noise(sampler, loop, extra, per_step_noise):
     diffusion = _RecordingDiffusion()

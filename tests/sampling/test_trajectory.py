@@ -162,3 +162,47 @@ def test_strips_hold_the_frames_row_major_with_model_timesteps(tmp_path):
     for path in pngs:
         with Image.open(path) as im:
             assert im.text["labels"].split(",")[:4] == [f"t={d.timestep_map[t]}" for t in rec.timesteps]
+
+
+# ---------------------------------------------------------------- through generate_samples
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from sample_helpers import build_model
+
+    model, diffusion = build_model()  # 4 respaced steps
+    g = th.Generator().manual_seed(0)
+    with th.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * th.randn(p.shape, generator=g))
+    return model.eval(), diffusion
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim", "dpm++2m", "dpm++3m", "dpm++2m-sde"])
+def test_generate_samples_with_a_trajectory_gives_the_same_samples(tiny, tmp_path, sampler):
+    from guided_diffusion.sampling.generate import generate_samples
+
+    model, diffusion = tiny
+    kwargs = dict(num_samples=3, batch_size=2, seed=4, sampler=sampler, progress=False)
+    plain, _ = generate_samples(model, diffusion, **kwargs)
+    stem = str(tmp_path / "s")
+    watched, _ = generate_samples(model, diffusion, save_trajectory=3, trajectory_stem=stem, **kwargs)
+    assert np.array_equal(plain, watched)
+    with np.load(stem + "_trajectory.npz") as f:
+        # the first batch only (2 rows), K = 3 frames ending with the final samples
+        assert f["x_t"].shape == (2, 3, 8, 8, 3)
+        assert f["timesteps"].tolist() == frame_timesteps(diffusion.num_timesteps, 3)
+        assert np.array_equal(f["x_t"][:, -1], plain[:2])
+
+
+def test_generate_samples_refuses_more_frames_than_steps(tiny, tmp_path):
+    from guided_diffusion.sampling.generate import generate_samples, shard_batches
+
+    model, diffusion = tiny
+    with pytest.raises(ValueError, match="--save_trajectory 5 is larger than the 4 steps"):
+        generate_samples(model, diffusion, num_samples=1, save_trajectory=5, trajectory_stem=str(tmp_path / "s"),
+                         progress=False)
+    with pytest.raises(ValueError, match="--save_trajectory 5 is larger than the 4 steps"):
+        shard_batches(model, diffusion, save_trajectory=5, trajectory_stem=str(tmp_path / "s"))
+    assert not list(tmp_path.iterdir())
