@@ -74,42 +74,58 @@ class UNetModel(nn.Module):
         input_block_chans, ch, ds = init_torso(self, **torso_args(dict(locals(), num_classes=rows)))
         self.num_classes = num_classes
         self.null_label = num_classes if null_class else None
-        res_kw = dict(dims=dims, use_checkpoint=use_checkpoint, use_scale_shift_norm=use_scale_shift_norm)
-        time_embed_dim = model_channels * 4
-        input_ch = int(channel_mult[0] * model_channels)
+        ch = self._build_output_blocks(
+            input_block_chans, ch, ds, dims=dims, use_scale_shift_norm=use_scale_shift_norm,
+            resblock_updown=resblock_updown, use_new_attention_order=use_new_attention_order,
+        )
+        self.out = nn.Sequential(
+            normalization(ch),
+            nn.SiLU(),
+            zero_module(conv_nd(dims, ch, out_channels, 3, padding=1)),
+        )
 
+    def _build_output_blocks(
+        self, input_block_chans, ch, ds, *, dims, use_scale_shift_norm, resblock_updown,
+        use_new_attention_order,
+    ):
+        """
+        Add `output_blocks`, the mirror of the input blocks: each level takes num_res_blocks + 1
+        ResBlocks over the skip connection (popped from `input_block_chans`), attention where
+        the downsample rate `ds` is listed, and an upsample at the end of every level but the
+        last. The other settings are those `init_torso` recorded on self.
+
+        :return: the channels of the last output block.
+        """
+        res_kw = dict(dims=dims, use_checkpoint=self.use_checkpoint, use_scale_shift_norm=use_scale_shift_norm)
+        time_embed_dim = self.model_channels * 4
+        dropout = self.dropout
         self.output_blocks = nn.ModuleList([])
-        for level, mult in list(enumerate(channel_mult))[::-1]:
-            for i in range(num_res_blocks + 1):
+        for level, mult in list(enumerate(self.channel_mult))[::-1]:
+            for i in range(self.num_res_blocks + 1):
                 ich = input_block_chans.pop()
-                out_ch = int(model_channels * mult)
+                out_ch = int(self.model_channels * mult)
                 layers = [ResBlock(ch + ich, time_embed_dim, dropout, out_channels=out_ch, **res_kw)]
                 ch = out_ch
-                if ds in attention_resolutions:
+                if ds in self.attention_resolutions:
                     layers.append(
                         AttentionBlock(
                             ch,
-                            use_checkpoint=use_checkpoint,
+                            use_checkpoint=self.use_checkpoint,
                             num_heads=self.num_heads_upsample,
-                            num_head_channels=num_head_channels,
+                            num_head_channels=self.num_head_channels,
                             use_new_attention_order=use_new_attention_order,
                         )
                     )
-                if level and i == num_res_blocks:
+                if level and i == self.num_res_blocks:
                     if resblock_updown:
                         up = ResBlock(ch, time_embed_dim, dropout, out_channels=ch, up=True, **res_kw)
                         layers.append(up)
                     else:
-                        layers.append(Upsample(ch, conv_resample, dims=dims, out_channels=ch))
+                        layers.append(Upsample(ch, self.conv_resample, dims=dims, out_channels=ch))
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
                 self._feature_size += ch
-
-        self.out = nn.Sequential(
-            normalization(ch),
-            nn.SiLU(),
-            zero_module(conv_nd(dims, input_ch, out_channels, 3, padding=1)),
-        )
+        return ch
 
     def convert_to_fp16(self):
         """Convert the convolutions of the torso (input, middle, output blocks) to float16."""
