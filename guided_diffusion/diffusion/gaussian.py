@@ -223,21 +223,13 @@ class GaussianDiffusion(ReferenceNames):
 
     def predict_xstart_from_eps(self, x_t, t, eps):
         """x_0 = x_t / sqrt(abar_t) - sqrt(1 / abar_t - 1) * eps (inverts q_sample)."""
-        if x_t.shape != eps.shape:
-            raise ValueError(f"eps shape {tuple(eps.shape)} differs from x_t {tuple(x_t.shape)}")
-        return (
-            extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
-            - extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
-        )
+        _check_like_x_t(eps, x_t, "eps")
+        return _difference(self.sqrt_recip_alphas_cumprod, x_t, self.sqrt_recipm1_alphas_cumprod, eps, t)
 
     def predict_xstart_from_xprev(self, x_t, t, xprev):
         """x_0 = (x_{t-1} - coef2 * x_t) / coef1 (inverts the posterior mean)."""
-        if x_t.shape != xprev.shape:
-            raise ValueError(f"xprev shape {tuple(xprev.shape)} differs from x_t {tuple(x_t.shape)}")
-        return (
-            extract_into_tensor(self._recip_posterior_mean_coef1, t, x_t.shape) * xprev
-            - extract_into_tensor(self._posterior_coef2_over_coef1, t, x_t.shape) * x_t
-        )
+        _check_like_x_t(xprev, x_t, "xprev")
+        return _difference(self._recip_posterior_mean_coef1, xprev, self._posterior_coef2_over_coef1, x_t, t)
 
     def predict_eps_from_xstart(self, x_t, t, pred_xstart):
         """eps = (x_t / sqrt(abar_t) - x_0) / sqrt(1 / abar_t - 1) (inverts q_sample)."""
@@ -490,3 +482,13 @@ class GaussianDiffusion(ReferenceNames):
         return diffusion_losses.calc_bpd_loop(
             self, model, x_start, clip_denoised=clip_denoised, model_kwargs=model_kwargs
         )
+
+
+def _check_like_x_t(tensor, x_t, name):
+    if tensor.shape != x_t.shape:
+        raise ValueError(f"{name} shape {tuple(tensor.shape)} differs from x_t {tuple(x_t.shape)}")
+
+
+def _difference(coef_a, a, coef_b, b, t):
+    """coef_a[t] * a - coef_b[t] * b, per-timestep coefficients broadcast over a and b [N, ...]."""
+    return extract_into_tensor(coef_a, t, a.shape) * a - extract_into_tensor(coef_b, t, a.shape) * b
