@@ -29,6 +29,7 @@ from PIL import Image
 from ..runtime import distributed as dist_util
 from ..runtime import logger
 
+from .batch_map import MappedBatches
 from .pixels import uint8_to_unit_range
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif")
@@ -373,7 +374,7 @@ class ResumableLoader:
         self._it = None
 
 
-class SuperResData:
+class SuperResData(MappedBatches):
     """
     Wrap a `load_data` iterator for super-resolution: adds `cond["low_res"]`, the batch
     area-downsampled to `small_size` (float32 [N, 3, small_size, small_size]).
@@ -385,21 +386,9 @@ class SuperResData:
     def __init__(self, data, small_size):
         if not isinstance(small_size, int) or small_size <= 0:
             raise ValueError(f"small_size must be a positive int, got {small_size!r}")
-        self.data = data
+        super().__init__(data)
         self.small_size = small_size
 
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        large_batch, model_kwargs = next(self.data)
-        model_kwargs = dict(model_kwargs)
-        model_kwargs["low_res"] = F.interpolate(large_batch, self.small_size, mode="area")
-        return large_batch, model_kwargs
-
-    def state_dict(self):
-        return self.data.state_dict() if hasattr(self.data, "state_dict") else None
-
-    def load_state_dict(self, state):
-        if state is not None and hasattr(self.data, "load_state_dict"):
-            self.data.load_state_dict(state)
+    def map(self, batch, cond):
+        cond["low_res"] = F.interpolate(batch, self.small_size, mode="area")
+        return batch, cond

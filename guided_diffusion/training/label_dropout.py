@@ -14,6 +14,7 @@ run, is the same as without the feature.
 import torch as th
 
 from ..config.factory import check_class_dropout_prob
+from ..data.batch_map import MappedBatches
 
 
 def drop_labels(y, prob, null_label, generator=None):
@@ -35,8 +36,7 @@ def drop_labels(y, prob, null_label, generator=None):
     return th.where(dropped, th.full_like(y, null_label), y)
 
 
-
-class LabelDropoutData:
+class LabelDropoutData(MappedBatches):
     """
     Wrap a training batch iterator of (batch, cond): each `cond["y"]` goes through `drop_labels`
     as the loop takes the batch, so the draws happen in the training process in step order.
@@ -48,24 +48,13 @@ class LabelDropoutData:
     """
 
     def __init__(self, data, prob, null_label):
-        self.data = data
+        super().__init__(data)
         self.prob = float(prob)
         self.null_label = int(null_label)
 
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch, cond = next(self.data)
-        cond = dict(cond, y=drop_labels(cond["y"], self.prob, self.null_label))
+    def map(self, batch, cond):
+        cond["y"] = drop_labels(cond["y"], self.prob, self.null_label)
         return batch, cond
-
-    def state_dict(self):
-        return self.data.state_dict() if hasattr(self.data, "state_dict") else None
-
-    def load_state_dict(self, state):
-        if state is not None and hasattr(self.data, "load_state_dict"):
-            self.data.load_state_dict(state)
 
 
 def label_dropout_wrapper(prob, null_label):
