@@ -1,4 +1,9 @@
-"""Interpolation between two images: mixing weights, DDIM round trip, DDPM mode, symmetry, errors."""
+"""
+Interpolation between two images: mixing weights, DDIM round trip, DDPM mode, symmetry, errors;
+then the script's run (`interpolation_run`): seeded streams, rows split into batches, sources, files.
+"""
+
+import json
 
 import numpy as np
 import pytest
@@ -12,9 +17,18 @@ from guided_diffusion.gaussian_diffusion import (
     get_named_beta_schedule,
 )
 from guided_diffusion.respace import SpacedDiffusion, space_timesteps
+from guided_diffusion.data.pixels import from_uint8_nhwc, to_uint8_nhwc
 from guided_diffusion.sampling import interpolation as interp
+from guided_diffusion.sampling import interpolation_run as run
 
 SHAPE = (3, 8, 8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    from sample_helpers import one_thread
+
+    yield from one_thread()
 
 
 class GaussianDataEps(th.nn.Module):
@@ -204,3 +218,98 @@ def test_unknown_mode_and_wrong_source_count_are_refused():
 def test_mixing_latents_of_different_shapes_is_refused():
     with pytest.raises(ValueError, match="shapes"):
         interp.lerp_rows(th.zeros(3, 8, 8), th.zeros(3, 4, 4), 3)
+
+
+# ---------------------------------------------------------------- the script's run
+
+
+def uint8_sources(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(2, 8, 8, 3), dtype=np.uint8)
+
+
+def _run(diffusion, model, sources, **kwargs):
+    kwargs = dict(dict(mode="ddpm", num_lambdas=5, seed=3, device="cpu"), **kwargs)
+    return run.interpolate_images(model, diffusion, sources, **kwargs)
+
+
+def test_rows_are_source_a_the_interpolants_and_source_b():
+    diffusion, model = spaced(10)
+    src = uint8_sources()
+    out = _run(diffusion, model, src, num_lambdas=4)
+    assert out["images"].shape == (6, 8, 8, 3) and out["images"].dtype == np.uint8
+    assert np.array_equal(out["images"][0], src[0]) and np.array_equal(out["images"][-1], src[1])
+    assert out["lambdas"].tolist() == [0, 1 / 3, 2 / 3, 1] and out["t"] == 5
+
+
+def test_ddim_lambda_0_and_1_reconstruct_the_sources_within_9_levels():
+    """The DDIM round trip of test_interpolation (max error 0.07 in [-1, 1] at 100 steps) in pixels."""
+    diffusion, model = spaced(100)
+    src = uint8_sources(1)
+    rows = _run(diffusion, model, src, mode="ddim", num_lambdas=3)["images"].astype(int)
+    assert np.abs(rows[1] - src[0]).max() <= 9 and np.abs(rows[-2] - src[1]).max() <= 9
+
+
+def test_ddpm_lambda_0_is_the_reverse_process_from_the_first_latent():
+    diffusion, model = spaced(20)
+    src = uint8_sources(2)
+    out = _run(diffusion, model, src, interp_t=12, num_lambdas=3)
+    # the same seeded streams, drawn by hand: q_sample noise, then the shared step noise
+    noise = th.randn((3, 8, 8), generator=run._stream(3, run.Q_NOISE_STREAM))
+    latent = diffusion.q_sample(from_uint8_nhwc(src[:1]), th.tensor([12]), noise=noise[None])
+    g = run._stream(3, run.STEP_NOISE_STREAM)
+    alone = interp.decode(diffusion, model, latent, "ddpm", 12,
+                          noise_fn=interp.shared_noise_fn(lambda row: th.randn(row.shape, generator=g)))
+    assert np.abs(out["images"][1].astype(int) - to_uint8_nhwc(alone)[0].astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+def test_swapping_the_sources_reverses_the_rows(mode):
+    diffusion, model = spaced(12)
+    src = uint8_sources(3)
+    fwd = _run(diffusion, model, src, mode=mode)["images"].astype(int)
+    back = _run(diffusion, model, src[::-1].copy(), mode=mode)["images"].astype(int)
+    assert np.abs(fwd - back[::-1]).max() <= 1
+
+
+def test_rows_do_not_depend_on_the_batch_size():
+    """Every batch of rows redraws the shared step noise, so splitting rows changes nothing."""
+    diffusion, model = spaced(12)
+    src = uint8_sources(4)
+    whole = _run(diffusion, model, src, num_lambdas=5, batch_size=16)["images"].astype(int)
+    split = _run(diffusion, model, src, num_lambdas=5, batch_size=2)["images"].astype(int)
+    assert np.abs(whole - split).max() <= 1
+
+
+def test_the_seed_changes_only_the_interpolants():
+    diffusion, model = spaced(12)
+    src = uint8_sources(5)
+    a, b = (_run(diffusion, model, src, seed=s)["images"] for s in (1, 2))
+    assert np.array_equal(a[[0, -1]], b[[0, -1]]) and not np.array_equal(a[1:-1], b[1:-1])
+
+
+def test_the_model_samples_its_own_sources_as_generate_samples_does():
+    from sample_helpers import build_model
+
+    from guided_diffusion.sampling.generate import generate_samples
+
+    model, diffusion = build_model()
+    model.eval()
+    out = run.interpolate_images(model, diffusion, None, num_lambdas=2, seed=7)
+    first_two, _ = generate_samples(model, diffusion, num_samples=2, batch_size=2, seed=7, progress=False)
+    assert np.array_equal(out["images"][[0, -1]], first_two)
+
+
+def test_files_hold_the_rows_lambdas_and_record(tmp_path):
+    from PIL import Image
+
+    images = np.arange(5 * 4 * 4 * 3, dtype=np.uint8).reshape(5, 4, 4, 3)
+    result = {"images": images, "lambdas": interp.mixing_lambdas(3), "t": 7}
+    path = run.save_interpolation(str(tmp_path), "ddim", result, {"seed": 1})
+    assert path.endswith("interp_ddim_5x4x4x3.npz")
+    with np.load(path) as f:
+        assert np.array_equal(f["arr_0"], images) and f["lambdas"].tolist() == [0, 0.5, 1]
+    with Image.open(path[:-4] + ".png") as im:
+        assert im.text["labels"] == "source A,0.00,0.50,1.00,source B"
+    with open(path[:-4] + ".json") as f:
+        assert json.load(f) == {"seed": 1, "interp_t": 7}

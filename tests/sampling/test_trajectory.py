@@ -23,6 +23,13 @@ from guided_diffusion.sampling.trajectory import (
 SHAPE = (3, 3, 4, 4)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    from sample_helpers import one_thread
+
+    yield from one_thread()
+
+
 class LinearEps(th.nn.Module):
     """A deterministic eps-model with a parameter (so it has a device)."""
 
