@@ -75,19 +75,20 @@ def inspect_batch(path):
     )
 
 
-def load_batch(path, get_extractor, desc="features"):
+def load_batch(path, get_extractor, desc="features", progress=True):
     """
     :param path: .npz batch file.
     :param get_extractor: zero-argument callable returning a
                           :class:`evaluations.features.FeatureExtractor` (called only if images
                           must go through the network).
     :param desc: progress bar label.
+    :param progress: show the feature extraction's tqdm bar on stderr.
     :return: a :class:`BatchStats`.
     """
     file_stats, cached_pool, reader = inspect_batch(path)
     if reader is None:
         return BatchStats(cached_pool.astype(np.float32), file_stats["pool"], file_stats["spatial"])
-    feats = get_extractor().compute_npz(reader, desc=desc)
+    feats = get_extractor().compute_npz(reader, desc=desc, progress=progress)
     from_features = file_stats is None
     if from_features:
         file_stats = {"pool": compute_statistics(feats["pool"]), "spatial": compute_statistics(feats["spatial"])}

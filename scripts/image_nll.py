@@ -67,7 +67,7 @@ def create_argparser():
     defaults = dict(data_dir="", clip_denoised=True, num_samples=1000, batch_size=1, model_path="",
                     seed=-1, output_dir="", progress=True)
     defaults.update(model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults)
     return parser
 

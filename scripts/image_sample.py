@@ -7,8 +7,9 @@ Flags beyond the original's: --sampler, --seed, --output_dir, --eta, --progress,
 --class_labels, --num_classes, --class_dropout_prob, --guidance_scale, --guidance_interval,
 --save_trajectory K (PNG strips of x_t and predicted x_0 at K timesteps of the first samples).
 A model trained with --class_dropout_prob samples with classifier-free guidance at
---guidance_scale w (1: plain conditional), and its unconditional branch with --class_labels null. Finished batches are kept as shards, so rerunning the same command
-after an interruption only samples what is missing.
+--guidance_scale w (1: plain conditional), and its unconditional branch with --class_labels null.
+Finished batches are kept as shards, so rerunning the same command after an interruption only
+samples what is missing.
 """
 
 import argparse
@@ -71,7 +72,7 @@ def create_argparser():
     defaults.update(class_label_defaults())
     defaults.update(guidance_defaults())
     defaults.update(model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults)
     return parser
 

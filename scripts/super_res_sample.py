@@ -60,7 +60,7 @@ def create_argparser():
     defaults = sampling_defaults()
     defaults.update(base_samples="")
     defaults.update(sr_model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults)
     return parser
 

@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from evaluations.evaluator import main
-from evaluations.fid import compute_statistics
+from evaluations.batch_stats import BatchStats
+from evaluations.evaluator import _metrics, main
+from evaluations.fid import compute_statistics, frechet_distance_from_features
+from evaluations.precision_recall import precision_recall
 from test_evaluator_helpers import needs_weights, write_full_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,9 +67,31 @@ def test_cli_identical_batches_give_zero_fid_and_full_precision_recall(tmp_path,
     ref = str(tmp_path / "ref.npz")
     np.savez(ref, arr_0=_images(4, 3))
     assert main([ref, ref, "--fid_method", "fast"]) == 0
-    result = _parse(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = _parse(captured.out)
+    # a bar per batch's features (4 images each) and one over the 3 metrics (no softmax: no IS)
+    assert "reference: 100%" in captured.err and "samples: 100%" in captured.err and "4/4" in captured.err
+    assert "evaluations: 100%" in captured.err and "3/3" in captured.err
     assert (result["Precision"], result["Recall"]) == (1.0, 1.0)
     assert abs(result["FID"]) < 1e-6 and abs(result["sFID"]) < 1e-6
+
+
+def _batch(features):
+    return BatchStats(features, compute_statistics(features), compute_statistics(features[:, :64]),
+                      spatial=features[:, :64], stats_from_features=True)
+
+
+def test_metrics_follow_a_bar_of_one_step_per_metric_or_none(capsys):
+    rng = np.random.default_rng(0)
+    ref, sample = _batch(rng.normal(size=(6, 2048))), _batch(rng.normal(size=(5, 2048)) + 0.5)
+    shown = _metrics(sample, ref, None, "fast", print, progress=True)
+    err = capsys.readouterr().err
+    assert "evaluations: 100%" in err and "3/3" in err and "sFID (fast)" in err  # no softmax: no IS step
+    hidden = _metrics(sample, ref, None, "fast", print, progress=False)
+    assert capsys.readouterr().err == ""
+    assert shown["fid"] == hidden["fid"] == pytest.approx(frechet_distance_from_features(sample.pool, ref.pool))
+    assert (shown["precision"], shown["recall"]) == precision_recall(ref.pool, sample.pool)
+    assert math.isnan(shown["inception_score"])
 
 
 def _run_script(*args):

@@ -4,10 +4,13 @@ The one flag mechanism: defaults dicts -> argparse flags -> validated namespace.
 Every script builds its parser with `add_dict_to_argparser(parser, defaults)` from dicts (the
 model/diffusion dicts of `config.defaults`, plus group and per-script dicts), then calls
 `parse_and_validate(parser)`, which checks every numeric flag it knows (see `FLAG_RULES`) before
-any work starts and raises a ValueError naming the flag. `FLAG_HELP` gives `--help` its text.
+any work starts and raises a ValueError naming the flag. `FLAG_HELP` gives `--help` its text
+(the network, diffusion and training flags' texts live in `config.flag_help`).
 """
 
 import argparse
+
+from .flag_help import CLASSIFIER_FLAG_HELP, DIFFUSION_FLAG_HELP, MODEL_FLAG_HELP, TRAINING_FLAG_HELP
 
 # ------------------------------------------------------------------------------------------
 # Parsing
@@ -160,6 +163,10 @@ FLAG_RULES = {
 }
 
 FLAG_HELP = {
+    **MODEL_FLAG_HELP,
+    **DIFFUSION_FLAG_HELP,
+    **CLASSIFIER_FLAG_HELP,
+    **TRAINING_FLAG_HELP,
     "noise_schedule": "beta schedule: linear (DDPM), cosine (Nichol & Dhariwal) or sigmoid "
                       "(Jabri et al. 2022; start -3, end 3, tau 1)",
     "loss": "norm of the mean term: l2 (the original's MSE) or l1; with learn_sigma the vb term "

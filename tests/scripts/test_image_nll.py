@@ -58,6 +58,8 @@ def test_image_nll_terms_and_total(setup, tmp_path, monkeypatch, capsys):
     # total bits/dim = prior term + sum over t of the bound terms (means over the same samples)
     assert logged["bpd"] == pytest.approx(logged["prior_bpd"] + terms["vb"].sum(), rel=1e-5)
     assert logged["vb"] == pytest.approx(terms["vb"].sum(), rel=1e-5)
+    # the bar follows every timestep of both rounds of batches (2 + 1 images)
+    assert "bpd timesteps" in err and f"{2 * STEPS}/{2 * STEPS}" in err
     assert "done 3 samples" in out
 
 
