@@ -68,7 +68,7 @@ def main():
 def create_argparser():
     defaults = run.interpolation_defaults()
     defaults.update(model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults, help_text=run.FLAG_HELP)
     return parser
 
