@@ -34,14 +34,56 @@ def flag_list(flags):
     return out
 
 
-def perturb_and_save(module, path, seed, std):
-    """Add noise to every parameter (so zero-initialised layers act) and save the state_dict."""
+def perturb(module, seed, std):
+    """Add seeded noise of scale `std` to every parameter, so that zero-initialised layers act."""
     g = th.Generator().manual_seed(seed)
     with th.no_grad():
         for p in module.parameters():
             p.add_(std * th.randn(p.shape, generator=g))
-    th.save(module.state_dict(), path)
     return module
+
+
+def perturb_and_save(module, path, seed, std):
+    """`perturb` the module and save its state_dict at `path`."""
+    th.save(perturb(module, seed, std).state_dict(), path)
+    return module
+
+
+def save_perturbed(folder, **nets):
+    """
+    `perturb_and_save` each network as folder/<name>.pt.
+
+    :param nets: name -> (module, seed, std).
+    :return: name -> path (str).
+    """
+    paths = {}
+    for name, (module, seed, std) in nets.items():
+        paths[name] = os.path.join(str(folder), f"{name}.pt")
+        perturb_and_save(module, paths[name], seed, std)
+    return paths
+
+
+class LinearClassifier(th.nn.Module):
+    """logits = W x.flatten() with a seeded [k, in_dim] W; ignores t (its log-softmax gradient is
+    closed form). `calls` counts the forward passes."""
+
+    def __init__(self, in_dim, k):
+        super().__init__()
+        self.w = th.nn.Parameter(th.randn(k, in_dim, generator=th.Generator().manual_seed(0)))
+        self.calls = 0
+
+    def forward(self, x, t):
+        self.calls += 1
+        return x.flatten(1) @ self.w.t()
+
+
+def perturbed_nets():
+    """:return: (model, classifier, diffusion): a tiny learned-sigma UNet and classifier, seeded,
+    `perturb`ed and in eval mode."""
+    th.manual_seed(0)
+    model, diffusion = build_model(learn_sigma=True)
+    classifier = build_classifier()
+    return perturb(model, 1, 0.02).eval(), perturb(classifier, 2, 0.02).eval(), diffusion
 
 
 def build_model(**overrides):

@@ -72,3 +72,19 @@ class StopAfter:
 
 def params(model):
     return [p.detach().clone() for p in model.parameters()]
+
+
+def straight_and_split(tmp_path, train, total, k):
+    """
+    Train `total` steps in one go (logs in tmp_path/straight), then the same run stopped by
+    SIGTERM at batch `k` and resumed with "auto" (tmp_path/split).
+
+    :param train: `train(total, stop_after=None, resume="")` -> the loop after `run_loop()`.
+    :return: (straight, first, resumed) loops.
+    """
+    logger.configure(dir=str(tmp_path / "straight"), format_strs=[])
+    straight = train(total)
+    logger.configure(dir=str(tmp_path / "split"), format_strs=[])
+    first = train(total, stop_after=k)
+    resumed = train(total, resume="auto")
+    return straight, first, resumed

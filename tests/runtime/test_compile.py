@@ -8,7 +8,7 @@ from guided_diffusion.runtime import logger
 from guided_diffusion.sampling.guidance import make_cond_fn, make_model_fn
 from guided_diffusion.sampling.samplers import run_sampler
 from guided_diffusion.sampling.seeds import PerSampleNoise
-from sample_helpers import build_classifier, build_model, one_thread, perturb_and_save
+from sample_helpers import one_thread, perturbed_nets
 
 one_thread_fixture = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -76,14 +76,9 @@ def test_maybe_compile_off_returns_the_module():
 
 
 @pytest.fixture(scope="module")
-def guided(tmp_path_factory):
-    th.manual_seed(0)
-    model, diffusion = build_model(learn_sigma=True)
-    classifier = build_classifier()
-    folder = tmp_path_factory.mktemp("nets")
-    perturb_and_save(model, folder / "model.pt", seed=1, std=0.02)
-    perturb_and_save(classifier, folder / "classifier.pt", seed=2, std=0.02)
-    return model.eval(), classifier.eval().requires_grad_(False), diffusion
+def guided():
+    model, classifier, diffusion = perturbed_nets()
+    return model, classifier.requires_grad_(False), diffusion
 
 
 def _samples(guided, wrap, batches):

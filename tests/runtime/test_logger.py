@@ -8,13 +8,7 @@ import pytest
 from guided_diffusion.runtime import logger
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    prev = logger.Logger.CURRENT
-    yield
-    if logger.Logger.CURRENT is not prev and logger.Logger.CURRENT is not None:
-        logger.Logger.CURRENT.close()
-    logger.Logger.CURRENT = prev
+pytestmark = pytest.mark.usefixtures("restore_logger")
 
 
 def test_csv_header_grows_and_old_rows_are_padded(tmp_path):

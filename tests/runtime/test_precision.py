@@ -4,7 +4,7 @@ import pytest
 import torch as th
 
 from guided_diffusion.runtime import precision as P
-from sample_helpers import build_classifier, build_model, one_thread, perturb_and_save
+from sample_helpers import one_thread, perturbed_nets
 
 one_thread_fixture = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -96,16 +96,11 @@ def test_bad_values_and_use_fp16_combinations():
 
 
 @pytest.fixture(scope="module")
-def nets(tmp_path_factory):
-    th.manual_seed(0)
-    model, _ = build_model(learn_sigma=True)
-    classifier = build_classifier()
-    folder = tmp_path_factory.mktemp("nets")
-    perturb_and_save(model, folder / "model.pt", seed=1, std=0.02)  # zero-initialised layers act
-    perturb_and_save(classifier, folder / "classifier.pt", seed=2, std=0.02)
+def nets():
+    model, classifier, _ = perturbed_nets()
     x = th.randn(4, 3, 8, 8, generator=th.Generator().manual_seed(3))
     t = th.tensor([0, 30, 60, 99])
-    return model.eval(), classifier.eval(), x, t
+    return model, classifier, x, t
 
 
 def test_fp32_is_the_network_itself_and_bit_identical(nets):

@@ -11,7 +11,7 @@ from guided_diffusion.sampling.cfg import (
     classifier_free_scales,
     guided_prediction,
 )
-from sample_helpers import one_thread
+from sample_helpers import LinearClassifier, one_thread
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -201,17 +201,6 @@ def test_scale_one_samples_equal_conditional_sampling_and_zero_null_label_sampli
     assert not th.allclose(guided, plain, atol=1e-3)  # the scale acts
 
 
-class _LinearClassifier(th.nn.Module):
-    """logits = W x.flatten(); ignores t (its log-softmax gradient is closed form)."""
-
-    def __init__(self, in_dim, k):
-        super().__init__()
-        self.w = th.nn.Parameter(th.randn(k, in_dim, generator=th.Generator().manual_seed(0)))
-
-    def forward(self, x, t):
-        return x.flatten(1) @ self.w.t()
-
-
 def _classifier_gradient(clf, x, y, scale):
     """scale * d/dx log softmax(Wx)[y] = scale * (W_y - sum_k p_k W_k)."""
     w = clf.w.detach()
@@ -229,7 +218,7 @@ def test_classifier_and_classifier_free_guidance_compose_as_the_formula(sampler)
     from guided_diffusion.sampling.guidance import make_cond_fn
 
     diffusion = create_gaussian_diffusion(steps=100, timestep_respacing="10")
-    toy, clf = ToyModel(channels=3), _LinearClassifier(3 * 4 * 4, NUM_CLASSES)
+    toy, clf = ToyModel(channels=3), LinearClassifier(3 * 4 * 4, NUM_CLASSES)
     x, _, y = _batch(channels=3)
     step = 6  # respaced index; the model sees the original timestep
     t = th.full((len(x),), step)

@@ -10,22 +10,11 @@ from guided_diffusion.sampling.guidance import (
     make_cond_fn,
     make_model_fn,
 )
-from sample_helpers import build_classifier
-
-
-class _LinearClassifier(th.nn.Module):
-    """logits = W x.flatten(); ignores t."""
-
-    def __init__(self, in_dim, k):
-        super().__init__()
-        self.w = th.nn.Parameter(th.randn(k, in_dim, generator=th.Generator().manual_seed(0)))
-
-    def forward(self, x, t):
-        return x.flatten(1) @ self.w.t()
+from sample_helpers import LinearClassifier, build_classifier
 
 
 def test_cond_fn_is_scaled_log_softmax_gradient_closed_form():
-    clf = _LinearClassifier(3 * 4 * 4, 5)
+    clf = LinearClassifier(3 * 4 * 4, 5)
     x = th.randn(3, 3, 4, 4, generator=th.Generator().manual_seed(1))
     y = th.tensor([0, 4, 2])
     with th.no_grad():  # sampling loops run without grad; cond_fn must still work
@@ -39,7 +28,7 @@ def test_cond_fn_is_scaled_log_softmax_gradient_closed_form():
 
 def test_cond_fn_requires_labels():
     with pytest.raises(ValueError, match="labels"):
-        make_cond_fn(_LinearClassifier(3, 2), 1.0)(th.zeros(1, 3, 1, 1), th.zeros(1))
+        make_cond_fn(LinearClassifier(3, 2), 1.0)(th.zeros(1, 3, 1, 1), th.zeros(1))
 
 
 def test_model_fn_passes_labels_only_to_class_conditional_models():

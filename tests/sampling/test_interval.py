@@ -12,6 +12,7 @@ from guided_diffusion.sampling.interval import (
     parse_guidance_interval,
     training_timesteps,
 )
+from sample_helpers import LinearClassifier
 
 
 def test_parse_accepts_pairs_and_empty():
@@ -105,17 +106,6 @@ def test_cond_fn_on_a_mixed_batch_computes_only_the_inside_rows():
 # Whole sampling loops: interval 0,T-1 is always-on, an interval between the grid's steps is off
 
 
-class _LinearClassifier(th.nn.Module):
-    def __init__(self, in_dim, k):
-        super().__init__()
-        self.w = th.nn.Parameter(th.randn(k, in_dim, generator=th.Generator().manual_seed(0)))
-        self.calls = 0
-
-    def forward(self, x, t):
-        self.calls += 1
-        return x.flatten(1) @ self.w.t()
-
-
 def _toy_model(x, t, y):
     return 0.3 * x + 0.01 * t.float().view(-1, 1, 1, 1) + 0.1 * y.float().view(-1, 1, 1, 1)
 
@@ -137,7 +127,7 @@ def test_classifier_interval_full_range_is_always_on_and_empty_range_is_off(samp
     from guided_diffusion.sampling.guidance import make_cond_fn
 
     diffusion = create_gaussian_diffusion(steps=100, timestep_respacing="4")  # steps 0, 33, 66, 99
-    clf = _LinearClassifier(3 * 4 * 4, 5)
+    clf = LinearClassifier(3 * 4 * 4, 5)
     always = _run(diffusion, sampler, _toy_model, make_cond_fn(clf, 2.0))
     assert clf.calls == 4
     full = IntervalCondFn(make_cond_fn(clf, 2.0), GuidanceInterval.for_diffusion("0,99", diffusion))
@@ -156,7 +146,7 @@ def test_classifier_gradient_is_taken_exactly_at_the_steps_inside(sampler):
     from guided_diffusion.sampling.guidance import make_cond_fn
 
     diffusion = create_gaussian_diffusion(steps=100, timestep_respacing="10")
-    clf = _LinearClassifier(3 * 4 * 4, 5)
+    clf = LinearClassifier(3 * 4 * 4, 5)
     interval = GuidanceInterval.for_diffusion("30,70", diffusion)
     gated = IntervalCondFn(make_cond_fn(clf, 2.0), interval)
     out = _run(diffusion, sampler, _toy_model, gated)

@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 
 from sample_helpers import (
-    CLASSIFIER_FLAGS,
-    MODEL_FLAGS,
-    SR_FLAGS,
-    build_classifier,
-    build_model,
-    build_sr,
-    flag_list,
-    one_thread,
-    perturb_and_save,
-    run_in_process,
+    CLASSIFIER_FLAGS, MODEL_FLAGS, SR_FLAGS, build_classifier, build_model, build_sr, flag_list, one_thread,
+    run_in_process, save_perturbed,
 )
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -27,12 +19,14 @@ _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad_inputs")
-    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "cfg_model", "classifier", "sr")}
-    perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
-    perturb_and_save(build_model(class_cond=True)[0], paths["cond_model"], 3, 0.02)
-    perturb_and_save(build_model(class_cond=True, num_classes=10, class_dropout_prob=0.1)[0], paths["cfg_model"], 4, 0.02)
-    perturb_and_save(build_classifier(), paths["classifier"], 1, 0.05)
-    perturb_and_save(build_sr()[0], paths["sr"], 2, 0.02)
+    paths = save_perturbed(
+        d,
+        model=(build_model()[0], 0, 0.02),
+        cond_model=(build_model(class_cond=True)[0], 3, 0.02),
+        cfg_model=(build_model(class_cond=True, num_classes=10, class_dropout_prob=0.1)[0], 4, 0.02),
+        classifier=(build_classifier(), 1, 0.05),
+        sr=(build_sr()[0], 2, 0.02),
+    )
     np.savez(str(d / "good.npz"), np.zeros((2, 8, 8, 3), np.uint8))
     np.savez(str(d / "wrong_key.npz"), images=np.zeros((2, 8, 8, 3), np.uint8))
     np.savez(str(d / "wrong_shape.npz"), np.zeros((2, 16, 16, 3), np.uint8))

@@ -21,17 +21,8 @@ from guided_diffusion.sampling.samplers import run_sampler
 from guided_diffusion.sampling.guidance import classifier_log_probs
 from guided_diffusion.sampling.seeds import PerSampleNoise, random_labels
 from sample_helpers import (
-    CLASSIFIER_FLAGS,
-    MODEL_FLAGS,
-    SR_FLAGS,
-    build_classifier,
-    build_model,
-    build_sr,
-    flag_list,
-    one_thread,
-    perturb_and_save,
-    run_in_process,
-    run_script,
+    CLASSIFIER_FLAGS, MODEL_FLAGS, SR_FLAGS, build_classifier, build_model, build_sr, flag_list, one_thread,
+    run_in_process, run_script, save_perturbed,
 )
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -74,13 +65,14 @@ def _ok_in_process(*args, **kwargs):
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpts")
-    paths = {k: str(d / f"{k}.pt") for k in ("model", "cond_model", "cfg_model", "classifier", "sr")}
-    perturb_and_save(build_model()[0], paths["model"], 0, 0.02)
-    perturb_and_save(build_model(class_cond=True)[0], paths["cond_model"], 1, 0.05)
-    perturb_and_save(build_model(**CFG_MODEL)[0], paths["cfg_model"], 4, 0.05)
-    perturb_and_save(build_classifier(num_classes=4), paths["classifier"], 2, 0.05)
-    perturb_and_save(build_sr()[0], paths["sr"], 3, 0.05)
-    return paths
+    return save_perturbed(
+        d,
+        model=(build_model()[0], 0, 0.02),
+        cond_model=(build_model(class_cond=True)[0], 1, 0.05),
+        cfg_model=(build_model(**CFG_MODEL)[0], 4, 0.05),
+        classifier=(build_classifier(num_classes=4), 2, 0.05),
+        sr=(build_sr()[0], 3, 0.05),
+    )
 
 
 def _model_args(ckpts, **extra):

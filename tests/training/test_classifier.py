@@ -12,7 +12,7 @@ from guided_diffusion.image_datasets import load_data
 from guided_diffusion.script_util import classifier_and_diffusion_defaults, create_classifier_and_diffusion
 from guided_diffusion.training import state as train_state
 from guided_diffusion.training.classifier import ClassifierTrainLoop, compute_top_k, split_microbatches
-from train_helpers import StopAfter, digits8, logdir, params  # noqa: F401
+from train_helpers import StopAfter, digits8, logdir, params, straight_and_split  # noqa: F401
 
 
 def test_compute_top_k_counts_label_among_k_largest():
@@ -70,12 +70,8 @@ def test_classifier_exact_resume_k_plus_k_equals_2k(digits8, tmp_path):
         loop.run_loop()
         return loop
 
-    logger.configure(dir=str(tmp_path / "straight"), format_strs=[])
-    straight = run(2)
-    logger.configure(dir=str(tmp_path / "split"), format_strs=[])
-    first = run(2, stop_after=1)
+    straight, first, resumed = straight_and_split(tmp_path, run, 2, 1)
     assert first.stopped_by == signal.SIGTERM and first.step == 1
-    resumed = run(2, resume="auto")
     assert resumed.resume_step == 1 and resumed.step == 1
     for a, b in zip(params(straight.model), params(resumed.model)):
         assert th.equal(a, b)

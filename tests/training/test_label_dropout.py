@@ -1,12 +1,16 @@
 """Label dropout: the rate, the null label, reproducibility from the seeded global generator."""
 
+import functools
 import math
 
 import pytest
 import torch as th
 
-from guided_diffusion.training.label_dropout import drop_labels
-from train_helpers import digits8  # noqa: F401
+from guided_diffusion.data.batch_map import MappedBatches
+from guided_diffusion.image_datasets import load_data
+from guided_diffusion.training.diffusion import DiffusionTrainLoop
+from guided_diffusion.training.label_dropout import drop_labels, label_dropout_wrapper
+from train_helpers import StopAfter, digits8, make_loop, params, setup_model, straight_and_split  # noqa: F401
 
 NULL = 10
 
@@ -60,33 +64,19 @@ def test_probability_outside_the_unit_interval_is_rejected(p):
 # In the training loop
 
 
-class _Recorder:
+class _Recorder(MappedBatches):
     """Data wrapper keeping the labels each step trained on."""
 
     def __init__(self, data):
-        self.data, self.labels = data, []
+        super().__init__(data)
+        self.labels = []
 
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch, cond = next(self.data)
+    def map(self, batch, cond):
         self.labels.append(cond["y"].clone())
         return batch, cond
 
-    def state_dict(self):
-        return self.data.state_dict()
-
-    def load_state_dict(self, state):
-        self.data.load_state_dict(state)
-
 
 def _train(digits8, total, stop_after=None, resume=""):
-    from guided_diffusion.image_datasets import load_data
-    from guided_diffusion.training.diffusion import DiffusionTrainLoop
-    from guided_diffusion.training.label_dropout import label_dropout_wrapper
-    from train_helpers import StopAfter, make_loop, setup_model
-
     model, diffusion, flags = setup_model(seed=5, class_cond=True, num_classes=NULL, class_dropout_prob=0.5)
     data = load_data(data_dir=digits8, batch_size=8, image_size=8, class_cond=True)
     if stop_after:
@@ -99,15 +89,8 @@ def _train(digits8, total, stop_after=None, resume=""):
 
 
 def test_resumed_run_draws_the_same_dropouts_as_an_uninterrupted_one(digits8, tmp_path):
-    from guided_diffusion import logger
-    from train_helpers import params
-
     k = 2
-    logger.configure(dir=str(tmp_path / "straight"), format_strs=[])
-    straight = _train(digits8, 2 * k)
-    logger.configure(dir=str(tmp_path / "split"), format_strs=[])
-    first = _train(digits8, 2 * k, stop_after=k)
-    resumed = _train(digits8, 2 * k, resume="auto")
+    straight, first, resumed = straight_and_split(tmp_path, functools.partial(_train, digits8), 2 * k, k)
     assert first.step == k and resumed.resume_step == k
     seen = straight.data.labels
     assert len(seen) == 2 * k and len(first.data.labels) == len(resumed.data.labels) == k

@@ -1,6 +1,7 @@
 """The shared training loop: EMA, lr schedule, saves, stop and exact resume, whatever the loss step."""
 
 import csv
+import functools
 import os
 import signal
 
@@ -13,7 +14,9 @@ from guided_diffusion.image_datasets import load_data
 from guided_diffusion.resample import LossSecondMomentResampler
 from guided_diffusion.training.diffusion import DiffusionTrainLoop
 from guided_diffusion.training.loop import TrainLoopBase, log_loss_dict, parse_ema_rates
-from train_helpers import StopAfter, digits8, logdir, make_loop, params, setup_model  # noqa: F401
+from train_helpers import (  # noqa: F401
+    StopAfter, digits8, logdir, make_loop, params, setup_model, straight_and_split,
+)
 
 
 def _loop(model, diffusion, data, **kw):
@@ -156,14 +159,9 @@ def _run_until(digits8, total, stop_after=None, resume=""):
 
 def test_exact_resume_k_plus_k_equals_2k(digits8, tmp_path):
     k = 2
-    logger.configure(dir=str(tmp_path / "straight"), format_strs=[])
-    straight = _run_until(digits8, 2 * k)
-
-    logger.configure(dir=str(tmp_path / "split"), format_strs=[])
-    first = _run_until(digits8, 2 * k, stop_after=k)
+    straight, first, resumed = straight_and_split(tmp_path, functools.partial(_run_until, digits8), 2 * k, k)
     assert first.stopped_by == signal.SIGTERM and first.step == k
     assert os.path.exists(tmp_path / "split" / f"train_state{k:06d}.json")
-    resumed = _run_until(digits8, 2 * k, resume="auto")
     assert resumed.resume_step == k and resumed.step == k
 
     for a, b in zip(params(straight.model), params(resumed.model)):

@@ -97,15 +97,6 @@ def test_finish_is_zero_or_a_signal_stop_naming_the_saved_step():
         train_setup.finish(_Loop(signal.SIGINT, 9, finished=True))
 
 
-@pytest.fixture
-def restore_logger():
-    prev = logger.Logger.CURRENT
-    yield
-    if logger.Logger.CURRENT is not prev and logger.Logger.CURRENT is not None:
-        logger.Logger.CURRENT.close()
-    logger.Logger.CURRENT = prev
-
-
 def _args(**kw):
     args = dict(output_dir="", resume_checkpoint="", seed=-1, lr_anneal_steps=0)
     args.update(kw)
