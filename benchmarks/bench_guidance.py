@@ -11,9 +11,9 @@ Models are randomly initialised (speed does not depend on the weights).
 
 import argparse
 import statistics
-import time
 
 import torch as th
+from _timing import add_device_flags, start, timed
 
 from guided_diffusion.sampling.guidance import make_cond_fn, make_model_fn
 from guided_diffusion.sampling.seeds import PerSampleNoise
@@ -47,16 +47,6 @@ def build(args, device):
     return model, diffusion, classifier
 
 
-def _timed(fn, device):
-    if device.type == "cuda":
-        th.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        th.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
 def time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim):
     """
     Median seconds per image per step of unguided and guided sampling. The two are timed in
@@ -73,7 +63,7 @@ def time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim):
                     run_sampler(diffusion, "ddim" if use_ddim else "ancestral", model_fn, shape,
                                 PerSampleNoise(rep, range(args.batch_size)), cond_fn=fn, model_kwargs={"y": y},
                                 device=device)
-            elapsed = _timed(run, device)
+            elapsed = timed(run, device)
             if rep:
                 times[key].append(elapsed)
     per = args.batch_size * args.steps
@@ -83,13 +73,13 @@ def time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim):
 def time_classifier_gradient(classifier, cond_fn, y, args, device):
     x = th.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     t = th.full((args.batch_size,), 500, device=device, dtype=th.long)
-    times = [_timed(lambda: cond_fn(x, t, y=y), device) for _ in range(args.steps + 1)][1:]
+    times = [timed(lambda: cond_fn(x, t, y=y), device) for _ in range(args.steps + 1)][1:]
     return statistics.median(times) / args.batch_size
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
+    add_device_flags(p, "cuda" if th.cuda.is_available() else "cpu")
     p.add_argument("--image_size", type=int, default=32)
     p.add_argument("--num_channels", type=int, default=64)
     p.add_argument("--num_res_blocks", type=int, default=2)
@@ -101,12 +91,8 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--fp16", action="store_true")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads on CPU (0: torch default)")
     args = p.parse_args()
-    if args.threads:
-        th.set_num_threads(args.threads)
-    device = th.device(args.device)
-    th.manual_seed(0)
+    device = start(args)
     model, diffusion, classifier = build(args, device)
     y = th.arange(args.batch_size, device=device) % 10
     model_fn = make_model_fn(model, class_cond=False)
@@ -119,8 +105,8 @@ def main():
     print(f"classifier gradient alone: {grad * 1e3:.3f} ms per image per step")
     x = th.zeros(args.batch_size, 3, args.image_size, args.image_size, device=device)
     seeded = PerSampleNoise(0, range(args.batch_size), device)
-    per_sample = statistics.median(_timed(lambda: seeded(x), device) for _ in range(20))
-    shared = statistics.median(_timed(lambda: th.randn_like(x), device) for _ in range(20))
+    per_sample = statistics.median(timed(lambda: seeded(x), device) for _ in range(20))
+    shared = statistics.median(timed(lambda: th.randn_like(x), device) for _ in range(20))
     print(f"per-step noise: per-sample seeded {per_sample * 1e3:.3f} ms vs randn_like {shared * 1e3:.3f} ms per batch")
     for name, use_ddim in (("ancestral", False), ("ddim", True)):
         plain, guided = time_sampling(diffusion, model_fn, cond_fn, y, args, device, use_ddim)

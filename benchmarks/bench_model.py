@@ -9,10 +9,10 @@ attention formula (the model picks SDPA on accelerators, the explicit formula on
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch as th
+from _timing import add_device_flags, best_of, start
 from torch.utils.flop_counter import FlopCounterMode
 
 from guided_diffusion.models import attention as A
@@ -30,21 +30,6 @@ def build(flags, device):
     return model.to(device).eval(), diffusion, kw
 
 
-def timed(fn, repeats, device, warmup=True):
-    if warmup:
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            th.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            th.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def bench_forward(name, flags, args, device, repeats):
     model, _, kw = build(flags, device)
     n, size = args.batch_size, kw["image_size"]
@@ -55,7 +40,7 @@ def bench_forward(name, flags, args, device, repeats):
         with FlopCounterMode(display=False) as counter:  # doubles as the warm-up run
             model(x, t, y=y)
         flops = counter.get_total_flops()
-        seconds = timed(lambda: model(x, t, y=y), repeats, device, warmup=False)
+        seconds = best_of(lambda: model(x, t, y=y), repeats, device, warmup=False)
     params = sum(p.numel() for p in model.parameters())
     row = dict(model=name, params_M=round(params / 1e6, 1), batch=n, seconds=round(seconds, 3),
                images_per_s=round(n / seconds, 2), gflop_per_image=round(flops / n / 1e9, 2),
@@ -69,7 +54,7 @@ def bench_sampling(args, device):
     model, diffusion, _ = build(flags, device)
     shape = (args.batch_size, 3, 32, 32)
     for name, loop in (("ddpm", diffusion.p_sample_loop), ("ddim", diffusion.ddim_sample_loop)):
-        seconds = timed(lambda: loop(model, shape, device=device), 1, device, warmup=False)
+        seconds = best_of(lambda: loop(model, shape, device=device), 1, device, warmup=False)
         row = dict(sampler=name, steps=diffusion.num_timesteps, batch=args.batch_size,
                    steps_per_s=round(diffusion.num_timesteps / seconds, 2))  # fmt: skip
         print(json.dumps(row))
@@ -82,8 +67,8 @@ def bench_attention(args, device):
         q, k, v = (th.randn(n, 64, length, device=device) for _ in range(3))
         with th.no_grad():
             diff = (A.attention_sdpa(q, k, v) - A.attention_explicit(q, k, v)).abs().max().item()
-            t_sdpa = timed(lambda: A.attention_sdpa(q, k, v), args.repeats + 2, device)
-            t_explicit = timed(lambda: A.attention_explicit(q, k, v), args.repeats + 2, device)
+            t_sdpa = best_of(lambda: A.attention_sdpa(q, k, v), args.repeats + 2, device)
+            t_explicit = best_of(lambda: A.attention_explicit(q, k, v), args.repeats + 2, device)
         row = dict(attention=f"[{n}, 64, {length}] fp32", sdpa_ms=round(t_sdpa * 1e3, 2),
                    explicit_ms=round(t_explicit * 1e3, 2), sdpa_speedup=round(t_explicit / t_sdpa, 2),
                    max_abs_diff=diff, used_by_model="sdpa" if A.use_sdpa(q) else "explicit")  # fmt: skip
@@ -92,13 +77,12 @@ def bench_attention(args, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
+    add_device_flags(parser)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip_large", action="store_true", help="skip the released 64x64 model")
     args = parser.parse_args()
-    device = th.device(args.device)
-    th.manual_seed(0)
+    device = start(args)
     print(json.dumps(dict(torch=th.__version__, device=str(device), threads=th.get_num_threads())))
     bench_forward("small_32x32", SMALL, args, device, args.repeats)
     if not args.skip_large:

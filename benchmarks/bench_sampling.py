@@ -9,9 +9,9 @@ math itself (coefficient extraction, posterior, noise); "unet" uses a small 32x3
 """
 
 import argparse
-import time
 
 import torch as th
+from _timing import add_device_flags, start, timed
 
 from guided_diffusion.script_util import (
     args_to_dict,
@@ -34,26 +34,16 @@ class _Trivial(th.nn.Module):
 def _steps_per_second(diffusion, model, shape, device, loop, steps):
     fn = getattr(diffusion, loop)
     fn(model, shape, device=device)  # warm-up (allocations, kernel selection)
-    if device.type == "cuda":
-        th.cuda.synchronize()
-    start = time.perf_counter()
-    fn(model, shape, device=device)
-    if device.type == "cuda":
-        th.cuda.synchronize()
-    return steps / (time.perf_counter() - start)
+    return steps / timed(lambda: fn(model, shape, device=device), device)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
+    add_device_flags(parser, "cuda" if th.cuda.is_available() else "cpu")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=50, help="respaced number of steps")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
-    if args.threads:
-        th.set_num_threads(args.threads)
-    device = th.device(args.device)
-    th.manual_seed(0)
+    device = start(args)
 
     flags = model_and_diffusion_defaults()
     flags.update(image_size=32, num_channels=64, num_res_blocks=1, attention_resolutions="16,8",

@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch as th
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _timing import add_device_flags, start, timed  # noqa: E402
 from guided_diffusion.models.attention import attention_explicit, attention_sdpa  # noqa: E402
 from guided_diffusion.models.layers import update_ema  # noqa: E402
 from guided_diffusion.runtime import kernels, precision  # noqa: E402
@@ -139,18 +139,6 @@ class Runner:
         losses["loss"].mean().backward()
         opt.step()
         update_ema(ema, list(self.model.parameters()), rate=0.9999)
-
-
-def timed(fn, device, clock="wall"):
-    """Seconds `fn()` takes: wall-clock, or "cpu" (this process's user + system time, all threads)."""
-    now = time.process_time if clock == "cpu" else time.perf_counter
-    if device.type == "cuda":
-        th.cuda.synchronize()
-    start = now()
-    fn()
-    if device.type == "cuda":
-        th.cuda.synchronize()
-    return now() - start
 
 
 def rel_diff(a, b):
@@ -279,7 +267,7 @@ def print_table(results, clock):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    add_device_flags(parser)
     parser.add_argument("--models", default="released64,digits8")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from: {', '.join(CONFIGS)}")
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds after the warm-up round")
@@ -287,12 +275,8 @@ def main():
                         help="cpu: process CPU time, steadier than wall time on a shared machine (use with --threads 1)")
     parser.add_argument("--skip_train", action="store_true")
     parser.add_argument("--skip_attention", action="store_true")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     args = parser.parse_args()
-    if args.threads:
-        th.set_num_threads(args.threads)
-    device = th.device(args.device)
-    th.manual_seed(0)
+    device = start(args)
     support = precision.detect_support(device)
     print(f"CPU: {precision.describe_cpu()}")
     print(f"device {device} ({support.name}, class {kernels.device_class(device)}), torch {th.__version__}, "
