@@ -141,17 +141,9 @@ def space_timesteps(num_timesteps, section_counts, betas=None):
                         without betas or with N outside [2, T].
     """
     if isinstance(section_counts, str):
-        if section_counts.startswith("ddim"):
-            return _ddim_stride_steps(num_timesteps, _parse_prefixed_count(section_counts, "ddim"))
-        for name in NOISE_LEVEL_GRIDS:
-            if section_counts.startswith(name):
-                desired = _parse_prefixed_count(section_counts, name)
-                if betas is None or len(betas) != num_timesteps:
-                    raise ValueError(
-                        f"timestep respacing {section_counts!r} is uniform in a noise level, so "
-                        f"space_timesteps needs the schedule: pass betas= (length {num_timesteps})"
-                    )
-                return noise_level_steps(betas, desired, name)
+        named = _named_grid_steps(num_timesteps, section_counts, betas)
+        if named is not None:
+            return named
         section_counts = _parse_section_counts(section_counts)
     section_counts = [int(c) for c in section_counts]
     if not section_counts:
@@ -179,6 +171,22 @@ def space_timesteps(num_timesteps, section_counts, betas=None):
             cur_idx += frac_stride
         start_idx += size
     return set(all_steps)
+
+
+def _named_grid_steps(num_timesteps, spec, betas):
+    """The steps of a "ddimN", "logsnrN" or "karrasN" string; None for any other string."""
+    if spec.startswith("ddim"):
+        return _ddim_stride_steps(num_timesteps, _parse_prefixed_count(spec, "ddim"))
+    for name in NOISE_LEVEL_GRIDS:
+        if spec.startswith(name):
+            desired = _parse_prefixed_count(spec, name)
+            if betas is None or len(betas) != num_timesteps:
+                raise ValueError(
+                    f"timestep respacing {spec!r} is uniform in a noise level, so "
+                    f"space_timesteps needs the schedule: pass betas= (length {num_timesteps})"
+                )
+            return noise_level_steps(betas, desired, name)
+    return None
 
 
 class SpacedDiffusion(GaussianDiffusion):
