@@ -22,5 +22,15 @@ diffusion/ timestep sampler -> `GaussianDiffusion.training_losses(model, x, t)` 
 atomic checkpoints. Sampling: config/ builds model + diffusion from flags and loads the weights
 -> sampling/ draws per-sample noise and labels -> the diffusion/ sampler loop calls
 `model(x, t, **model_kwargs)` (and `cond_fn` for guidance) -> uint8 images -> shards -> npz + PNG.
-Imports point down the list above (runtime at the bottom); nothing imports a face.
+
+Room imports (checked by tests/test_package_layout.py): a room imports only rooms listed above
+it, so there are no cycles, and no room imports a face.
+
+    models     -> runtime
+    diffusion  -> models
+    data       -> runtime
+    config     -> runtime, models, diffusion
+    training   -> runtime, models, diffusion, data, config
+    sampling   -> runtime, models, diffusion, data, config
+    scoring    -> runtime, data, sampling
 """
