@@ -113,9 +113,9 @@ def build_sr(**overrides):
     return sr_create_model_and_diffusion(**flags)
 
 
-def run_in_process(name, args, monkeypatch, capsys, env=None):
+def run_in_process(name, args, monkeypatch, capsys, env=None, folder="scripts"):
     """
-    Run scripts/<name> as __main__ inside this interpreter (same code path as the CLI, without
+    Run <folder>/<name> as __main__ inside this interpreter (same code path as the CLI, without
     the interpreter and torch start-up). :return: (exit code, stdout, stderr).
     """
     import runpy
@@ -131,7 +131,7 @@ def run_in_process(name, args, monkeypatch, capsys, env=None):
     previous = logger.Logger.CURRENT
     logger.Logger.CURRENT = None  # the script's configure() must not close the caller's logger
     try:
-        runpy.run_path(os.path.join(REPO, "scripts", name), run_name="__main__")
+        runpy.run_path(os.path.join(REPO, folder, name), run_name="__main__")
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     finally:

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from guided_diffusion import logger
-from guided_diffusion.config.flags import FLAG_RULES
 from guided_diffusion.training import state as train_state
 from guided_diffusion.image_datasets import SuperResData, load_data
+from flag_helpers import bad_flag_cases
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_UNET = ["--image_size", "8", "--num_channels", "32", "--num_res_blocks", "1", "--channel_mult", "1",
@@ -68,21 +68,12 @@ def _env(tmp_path, cache_dir, **extra):
     return env
 
 
-# A value each rule refuses (0 where a positive count is needed; negatives other than -1 sentinels).
-_BAD_VALUES = {"positive": ["0", "-3"], "positive_or_-1": ["0", "-2"], "non_negative": ["-1"],
-               "probability": ["1.5"], "seed": ["-2"]}
 TRAIN_SCRIPTS = ("image_train.py", "classifier_train.py", "super_res_train.py")
-
-
-def _numeric_flags(script):
-    parser = runpy.run_path(os.path.join(REPO, "scripts", script))["create_argparser"]()
-    dests = {a.dest for a in parser._actions}
-    return sorted((flag, bad) for flag, rule in FLAG_RULES.items() if flag in dests for bad in _BAD_VALUES[rule])
 
 
 @pytest.mark.parametrize("script", TRAIN_SCRIPTS)
 def test_every_numeric_flag_is_checked_before_any_work(run_script, tmp_path, script):
-    cases = _numeric_flags(script)
+    cases = bad_flag_cases(os.path.join("scripts", script))
     assert {"batch_size", "microbatch", "log_interval", "save_interval"} <= {flag for flag, _ in cases}
     for flag, bad in cases:
         code, out = run_script(script, [f"--{flag}", bad], tmp_path / "log")
