@@ -146,29 +146,8 @@ def parse_metrics(text, names):
     return values
 
 
-def main():
-    parser = argparse.ArgumentParser(description="End-to-end classifier-guidance demo on the embedded digits.")
-    parser.add_argument("--output_dir", default=os.path.join(REPO, "demo_out"))
-    parser.add_argument("--quick", action="store_true", help="tiny step counts: checks the pipeline, not quality")
-    args = parser.parse_args()
-    size = QUICK if args.quick else FULL
-    out = os.path.abspath(args.output_dir)
-    os.makedirs(out, exist_ok=True)
-    os.environ["GUIDED_DIFFUSION_CACHE"] = os.path.join(out, "cache")  # digits image folders live here
-    t0 = time.time()
-    print(f"demo: writing everything under {out}")
-
-    from guided_diffusion.data import digits as digits
-
-    reference = os.path.join(out, f"reference_heldout_{IMAGE_SIZE}px.npz")
-    train_dir, _ = digits.materialize_digits("train", IMAGE_SIZE)
-    if not os.path.exists(reference):
-        digits.write_reference_npz(reference, IMAGE_SIZE, split="heldout")
-        print(f"[1/6] digits: training split in {train_dir}; held-out reference batch {reference}")
-    else:
-        print(f"[1/6] digits: reusing {train_dir} and {reference}")
-
-    launcher = mpi_launcher(RANKS)
+def train_models(out, size, train_dir, launcher):
+    """Train the diffusion model, the guide and the judge; :return: their checkpoint paths by name."""
     common = dict(data_dir=train_dir, seed=0, log_interval=100)
     ranks = RANKS if launcher else 1  # the scripts' --batch_size is per rank
     steps = size["diffusion_steps"]
@@ -194,12 +173,38 @@ def main():
         dict(classifier_common, noised=False, iterations=size["judge_steps"], save_interval=size["judge_steps"]),
         f"model{size['judge_steps']:06d}.pt", launcher,
     )
+    return dict(diffusion=diffusion_ckpt, guide=guide_ckpt, judge=judge_ckpt)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="End-to-end classifier-guidance demo on the embedded digits.")
+    parser.add_argument("--output_dir", default=os.path.join(REPO, "demo_out"))
+    parser.add_argument("--quick", action="store_true", help="tiny step counts: checks the pipeline, not quality")
+    args = parser.parse_args()
+    size = QUICK if args.quick else FULL
+    out = os.path.abspath(args.output_dir)
+    os.makedirs(out, exist_ok=True)
+    os.environ["GUIDED_DIFFUSION_CACHE"] = os.path.join(out, "cache")  # digits image folders live here
+    t0 = time.time()
+    print(f"demo: writing everything under {out}")
+
+    from guided_diffusion.data import digits as digits
+
+    reference = os.path.join(out, f"reference_heldout_{IMAGE_SIZE}px.npz")
+    train_dir, _ = digits.materialize_digits("train", IMAGE_SIZE)
+    if not os.path.exists(reference):
+        digits.write_reference_npz(reference, IMAGE_SIZE, split="heldout")
+        print(f"[1/6] digits: training split in {train_dir}; held-out reference batch {reference}")
+    else:
+        print(f"[1/6] digits: reusing {train_dir} and {reference}")
+
+    launcher = mpi_launcher(RANKS)
+    models = train_models(out, size, train_dir, launcher)
 
     ref_stats = os.path.join(out, f"reference_stats_{IMAGE_SIZE}px.npz")
-    models = dict(diffusion=diffusion_ckpt, guide=guide_ckpt, judge=judge_ckpt)
     rows = [sample_and_score(name, scale, sampler, out, size, models, reference, ref_stats, launcher)
             for name, (scale, sampler) in RUNS.items()]
-    judge_on_real = judge_accuracy(reference, judge_ckpt, os.path.join(out, "judge", "heldout_accuracy.log"))
+    judge_on_real = judge_accuracy(reference, models["judge"], os.path.join(out, "judge", "heldout_accuracy.log"))
 
     table = format_table(rows)
     summary = (f"judge accuracy on the {reference_count(reference)} held-out real digits: {judge_on_real:.3f} "

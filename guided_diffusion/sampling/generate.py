@@ -187,11 +187,7 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
     :raises ValueError: for bad arguments (sampler, eta, labels, classes, low_res, counts,
                         save_trajectory).
     """
-    if (num_samples is None) == (indices is None):
-        raise ValueError("give exactly one of num_samples and indices")
-    indices = np.arange(num_samples, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
-    if len(indices) == 0 or batch_size <= 0:
-        raise ValueError(f"need at least one sample and batch_size > 0, got {len(indices)} and {batch_size}")
+    indices = _sample_indices(num_samples, indices, batch_size)
     sampler = resolve_sampler(sampler, eta=eta)
     if steps is not None:
         diffusion = respace(diffusion, steps)
@@ -200,22 +196,44 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
                num_classes=num_classes, low_res=low_res, sampler=sampler, eta=eta,
                clip_denoised=clip_denoised, device=device)
     recorder = _recorder(diffusion, save_trajectory, trajectory_stem)
-    images, out_labels = [], []
-    show = progress and dist_util.get_rank() == 0
-    with tqdm(total=len(indices), unit="img", desc=f"sampling ({sampler})", disable=not show, file=sys.stderr) as bar:
-        for start in range(0, len(indices), batch_size):
-            watch = recorder.watch if recorder is not None and start == 0 else None
-            batch_images, batch_labels = job.batch(indices[start:start + batch_size], seed, watch=watch)
-            if watch is not None:
-                paths = save_strips(trajectory_stem, recorder, getattr(diffusion, "timestep_map", None))
-                logger.log(f"trajectory strips: {', '.join(paths)}")
-            images.append(batch_images)
-            out_labels.append(batch_labels)
-            bar.update(len(batch_images))
+    images, out_labels = _run_batches(job, indices, batch_size, seed, progress, recorder, trajectory_stem)
     labels_out = None if out_labels[0] is None else np.concatenate(out_labels)
     if job.guided.describe() != job.guided.NOTHING:
         logger.log(f"guidance: {job.guided.describe()}")
     return np.concatenate(images), labels_out
+
+
+def _sample_indices(num_samples, indices, batch_size):
+    """:return: int64 [N] global sample indices (0 .. num_samples - 1, or `indices`), N >= 1."""
+    if (num_samples is None) == (indices is None):
+        raise ValueError("give exactly one of num_samples and indices")
+    indices = np.arange(num_samples, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0 or batch_size <= 0:
+        raise ValueError(f"need at least one sample and batch_size > 0, got {len(indices)} and {batch_size}")
+    return indices
+
+
+def _run_batches(job, indices, batch_size, seed, progress, recorder, trajectory_stem):
+    """
+    Sample `indices` in batches of `batch_size` under a tqdm bar (rank 0 with `progress`); the
+    first batch feeds `recorder` (if any), whose strips are then written at `trajectory_stem`.
+
+    :return: (list of uint8 [n, H, W, 3] arrays, list of int64 [n] arrays or Nones), per batch.
+    """
+    images, out_labels = [], []
+    show = progress and dist_util.get_rank() == 0
+    desc = f"sampling ({job.sampler})"
+    with tqdm(total=len(indices), unit="img", desc=desc, disable=not show, file=sys.stderr) as bar:
+        for start in range(0, len(indices), batch_size):
+            watch = recorder.watch if recorder is not None and start == 0 else None
+            batch_images, batch_labels = job.batch(indices[start:start + batch_size], seed, watch=watch)
+            if watch is not None:
+                paths = save_strips(trajectory_stem, recorder, getattr(job.diffusion, "timestep_map", None))
+                logger.log(f"trajectory strips: {', '.join(paths)}")
+            images.append(batch_images)
+            out_labels.append(batch_labels)
+            bar.update(len(batch_images))
+    return images, out_labels
 
 
 def _recorder(diffusion, save_trajectory, trajectory_stem):
