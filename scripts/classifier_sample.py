@@ -6,7 +6,7 @@ images and `arr_1` the requested labels.
 Ancestral sampling shifts the mean by the scaled classifier gradient (condition_mean); DDIM and
 the DPM-Solver++ samplers shift the predicted noise instead (condition_score). Flags beyond the
 original's: --sampler, --seed, --output_dir, --eta, --progress, --class_labels, --num_classes,
---save_trajectory.
+--save_trajectory, --precision, --compile (README "Speed").
 With --classifier_scale 0 the classifier is loaded (checked) but never evaluated, so the result
 equals unguided sampling with the same seed.
 
@@ -26,6 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from guided_diffusion import dist_util, logger
 from guided_diffusion.config.flags import parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
+from guided_diffusion.runtime.precision import resolve_precision
+from guided_diffusion.runtime.speed import speed_defaults
 from guided_diffusion.sampling.defaults import class_label_defaults, guidance_defaults, sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
 from guided_diffusion.sampling.guided import check_guidance_flags, model_checkpoint_check
@@ -53,6 +55,8 @@ def main():
     check_guidance_flags(args, classifier_guided=True)
     labels = parse_class_labels(args.class_labels, args.num_classes,
                                 [("--model_path", args.model_path), ("--classifier_path", args.classifier_path)])
+    precision = resolve_precision(args.precision, dist_util.dev(),
+                                  use_fp16=args.use_fp16 or args.classifier_use_fp16).precision
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
@@ -73,8 +77,9 @@ def main():
                                classifier=classifier, classifier_scale=args.classifier_scale,
                                guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval, labels=labels,
                                num_classes=args.num_classes, device=dist_util.dev(), save_trajectory=args.save_trajectory,
-                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.image_size))
-    config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"))
+                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.image_size),
+                               precision=args.precision, compile=args.compile)
+    config = run_config("classifier_sample", args, file_flags=("model_path", "classifier_path"), precision=precision)
     sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
 
 
@@ -82,6 +87,7 @@ def create_argparser():
     defaults = sampling_defaults()
     defaults.update(class_label_defaults())
     defaults.update(guidance_defaults())
+    defaults.update(speed_defaults())
     defaults.update(classifier_path="", classifier_scale=1.0)
     defaults.update(model_and_diffusion_defaults())
     defaults.update(classifier_defaults())

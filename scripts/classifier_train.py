@@ -19,6 +19,7 @@ from guided_diffusion.config.flags import add_dict_to_argparser, args_to_dict, p
 from guided_diffusion.image_datasets import load_data  # noqa: E402
 from guided_diffusion.resample import create_named_schedule_sampler  # noqa: E402
 from guided_diffusion.runtime.cli import run_cli  # noqa: E402
+from guided_diffusion.runtime.speed import speed_defaults  # noqa: E402
 from guided_diffusion.script_util import (  # noqa: E402
     classifier_and_diffusion_defaults,
     create_classifier_and_diffusion,
@@ -60,7 +61,7 @@ def main():
         resume_checkpoint=run.resume_checkpoint,
         use_fp16=args.classifier_use_fp16,
         model_flags=model_flags,
-        **args_to_dict(args, train_flags.CLASSIFIER_LOOP_FLAGS),
+        **args_to_dict(args, train_flags.CLASSIFIER_LOOP_FLAGS + train_flags.SPEED_LOOP_FLAGS),
     )
     loop.run_loop()
     return train_setup.finish(loop)
@@ -71,6 +72,7 @@ def create_argparser():
     defaults = dict(train_flags.classifier_training_defaults())
     defaults.update(classifier_and_diffusion_defaults())
     defaults.update(train_flags.run_defaults())
+    defaults.update(speed_defaults())
     add_dict_to_argparser(parser, defaults)
     return parser
 

@@ -5,7 +5,8 @@ used to produce samples for FID evaluation.
 
 Flags beyond the original's: --sampler, --seed, --output_dir, --eta, --progress,
 --class_labels, --num_classes, --class_dropout_prob, --guidance_scale, --guidance_interval,
---save_trajectory K (PNG strips of x_t and predicted x_0 at K timesteps of the first samples).
+--save_trajectory K (PNG strips of x_t and predicted x_0 at K timesteps of the first samples),
+--precision, --compile (README "Speed").
 A model trained with --class_dropout_prob samples with classifier-free guidance at
 --guidance_scale w (1: plain conditional), and its unconditional branch with --class_labels null.
 Finished batches are kept as shards, so rerunning the same command after an interruption only
@@ -22,6 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from guided_diffusion import dist_util, logger
 from guided_diffusion.config.flags import parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
+from guided_diffusion.runtime.precision import resolve_precision
+from guided_diffusion.runtime.speed import speed_defaults
 from guided_diffusion.sampling.defaults import class_label_defaults, guidance_defaults, sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
 from guided_diffusion.sampling.guided import check_guidance_flags, model_checkpoint_check
@@ -49,6 +52,7 @@ def main():
                          "use classifier_sample.py to steer an unconditional model")
     labels = (parse_class_labels(args.class_labels, args.num_classes, [("--model_path", args.model_path)])
               if args.class_cond else None)
+    precision = resolve_precision(args.precision, dist_util.dev(), use_fp16=args.use_fp16).precision
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
@@ -62,8 +66,9 @@ def main():
                                labels=labels, num_classes=args.num_classes if args.class_cond else None,
                                guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
                                device=dist_util.dev(), save_trajectory=args.save_trajectory,
-                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.image_size))
-    sample_to_npz(out_dir, run_config("image_sample", args), args.num_samples, args.batch_size, make_batch,
+                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.image_size),
+                               precision=args.precision, compile=args.compile)
+    sample_to_npz(out_dir, run_config("image_sample", args, precision=precision), args.num_samples, args.batch_size, make_batch,
                   progress=args.progress)
 
 
@@ -71,6 +76,7 @@ def create_argparser():
     defaults = sampling_defaults()
     defaults.update(class_label_defaults())
     defaults.update(guidance_defaults())
+    defaults.update(speed_defaults())
     defaults.update(model_and_diffusion_defaults())
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults)

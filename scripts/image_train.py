@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from guided_diffusion.config.flags import add_dict_to_argparser, args_to_dict, parse_and_validate  # noqa: E402
 from guided_diffusion.runtime.cli import run_cli  # noqa: E402
+from guided_diffusion.runtime.speed import speed_defaults  # noqa: E402
 from guided_diffusion.script_util import create_model_and_diffusion, model_and_diffusion_defaults  # noqa: E402
 from guided_diffusion.train_util import TrainLoop  # noqa: E402
 from guided_diffusion.training import flags as train_flags  # noqa: E402
@@ -36,6 +37,7 @@ def create_argparser():
     defaults = dict(train_flags.diffusion_training_defaults())
     defaults.update(model_and_diffusion_defaults())  # the model's `use_fp16` is also a training flag
     defaults.update(train_flags.run_defaults())
+    defaults.update(speed_defaults())
     add_dict_to_argparser(parser, defaults)
     return parser
 

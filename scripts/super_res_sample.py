@@ -5,7 +5,7 @@ class-conditional models, `arr_1`). Sample i upsamples base sample i % M.
 
 Unlike the original, --use_ddim True is honoured (with --eta), and class-conditional runs also
 record the labels as `arr_1`. Flags beyond the original's: --sampler, --seed, --output_dir,
---eta, --progress, --save_trajectory.
+--eta, --progress, --save_trajectory, --precision, --compile (README "Speed").
 """
 
 import argparse
@@ -18,6 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from guided_diffusion import dist_util, logger
 from guided_diffusion.config.flags import parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
+from guided_diffusion.runtime.precision import resolve_precision
+from guided_diffusion.runtime.speed import speed_defaults
 from guided_diffusion.sampling.base_samples import load_base_samples
 from guided_diffusion.sampling.defaults import sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
@@ -40,6 +42,7 @@ def main():
     resolve_sampler_flags(args)
     base_images, base_labels = load_base_samples(args.base_samples, args.small_size, args.class_cond,
                                                  args.num_classes)
+    precision = resolve_precision(args.precision, dist_util.dev(), use_fp16=args.use_fp16).precision
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model...")
@@ -51,14 +54,16 @@ def main():
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
                                labels=base_labels, low_res=base_images, device=dist_util.dev(),
                                save_trajectory=args.save_trajectory,
-                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.large_size))
-    config = run_config("super_res_sample", args, file_flags=("model_path", "base_samples"))
+                               trajectory_stem=samples_stem(out_dir, args.num_samples, args.large_size),
+                               precision=args.precision, compile=args.compile)
+    config = run_config("super_res_sample", args, file_flags=("model_path", "base_samples"), precision=precision)
     sample_to_npz(out_dir, config, args.num_samples, args.batch_size, make_batch, progress=args.progress)
 
 
 def create_argparser():
     defaults = sampling_defaults()
     defaults.update(base_samples="")
+    defaults.update(speed_defaults())
     defaults.update(sr_model_and_diffusion_defaults())
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dict_to_argparser(parser, defaults)

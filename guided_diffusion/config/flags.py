@@ -207,6 +207,12 @@ FLAG_HELP = {
     "judge_data": "training images of the pixel_knn judge: digits (the embedded digits' training split) or an "
                   "npz with arr_0 uint8 images and arr_1 labels",
     "random_flip": "horizontal flips: True/False, or auto (True for --data_dir, False for the digits)",
+    "precision": "fp32 (default: the original's arithmetic), bf16, fp16 (CUDA or CPUs with float16 "
+                 "instructions), or auto: bf16 on CPUs with AVX512_BF16/AMX and on CUDA >= sm_80, fp16 on "
+                 "older tensor-core GPUs, else fp32 (logged with the reason); parameters, optimizer and EMA "
+                 "stay float32; not with --use_fp16 True",
+    "compile": "run the networks through torch.compile (first-call cost logged; one warning and eager "
+               "calls where it is unavailable)",
     "save_trajectory": "also save PNG strips of x_t and predicted x_0 at this many timesteps for the "
                        "first grid of samples (0: off)",
 }

@@ -17,6 +17,10 @@ the device batch it shares, or how the indices are split over shards and MPI ran
 `save_trajectory=K` also writes the denoising trajectory of the first batch (x_t and the
 predicted x_0 at K timesteps, denser near the end: `trajectory.frame_timesteps`) as PNG strips;
 the recorder only watches the sampling loop, so the samples are bit-identical without it.
+
+`precision="auto"` (or "bf16", "fp16") runs the model and the classifier gradient under autocast,
+`compile=True` through torch.compile (`runtime.speed`); the default fp32 runs the networks as
+they are, so its samples are bit-identical to a run without these arguments.
 """
 
 import sys
@@ -30,6 +34,7 @@ from ..diffusion.respacing import SpacedDiffusion, space_timesteps
 from ..models.unet import SuperResModel
 from ..runtime import distributed as dist_util
 from ..runtime import logger
+from ..runtime.speed import fast_networks, frozen_parameters
 from .cfg import NOT_GIVEN
 from .guided import GuidedFunctions
 from .labels import check_labels, labels_for_indices, parse_class_labels
@@ -105,15 +110,19 @@ class _Job:
     """What every batch of one `generate_samples` call shares, resolved and checked once."""
 
     def __init__(self, model, diffusion, *, classifier, classifier_scale, guidance_scale, guidance_interval,
-                 labels, num_classes, low_res, sampler, eta, clip_denoised, device):
+                 labels, num_classes, low_res, sampler, eta, clip_denoised, device, speed):
         self.diffusion, self.sampler, self.eta, self.clip_denoised = diffusion, sampler, eta, clip_denoised
         self.device = device or next(model.parameters()).device
+        precision, compile, networks = speed
+        networks = networks or fast_networks(model, classifier, precision=precision, compile=compile,
+                                             device=self.device)
+        self.classifier = classifier
         self.num_classes, self.labels = _resolve_classes(model, classifier, labels, num_classes)
         if isinstance(model, SuperResModel) != (low_res is not None):
             raise ValueError("low_res (uint8 [M, h, w, 3]) is needed exactly when the model is a SuperResModel")
         self.low_res = None if low_res is None else np.asarray(low_res)
         self.guided = GuidedFunctions(
-            model, diffusion, classifier=classifier, classifier_scale=classifier_scale,
+            networks.model, diffusion, classifier=networks.classifier, classifier_scale=classifier_scale,
             guidance_scale=NOT_GIVEN if guidance_scale is None else guidance_scale,
             guidance_interval=guidance_interval, null_labels=self.labels == "null",
         )
@@ -147,7 +156,7 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
                      sampler="ancestral", steps=None, eta=0.0, clip_denoised=True, classifier=None,
                      classifier_scale=0.0, guidance_scale=None, guidance_interval="", labels=None,
                      num_classes=None, low_res=None, device=None, progress=True, save_trajectory=0,
-                     trajectory_stem=None):
+                     trajectory_stem=None, precision="fp32", compile=False, networks=None):
     """
     Sample images with per-sample seeds.
 
@@ -182,6 +191,8 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
                             samples, K frames; `trajectory.save_strips`) at `trajectory_stem`;
                             0: none. K may not exceed the sampling steps.
     :param trajectory_stem: path prefix of the strips, e.g. "<dir>/samples_16x64x64x3".
+    :param precision, compile: "fp32" (networks as they are), "bf16", "fp16" or "auto"; torch.compile: for the model
+        and the classifier gradient (`runtime.speed`); `networks`, wrapped once by `shard_batches`, overrides both.
     :return: (images uint8 numpy [N, H, W, 3], labels int64 numpy [N], or None when no network
              takes labels), rows in the order of the indices.
     :raises ValueError: for bad arguments (sampler, eta, labels, classes, low_res, counts,
@@ -194,7 +205,7 @@ def generate_samples(model, diffusion, *, num_samples=None, indices=None, batch_
     job = _Job(model, diffusion, classifier=classifier, classifier_scale=classifier_scale,
                guidance_scale=guidance_scale, guidance_interval=guidance_interval, labels=labels,
                num_classes=num_classes, low_res=low_res, sampler=sampler, eta=eta,
-               clip_denoised=clip_denoised, device=device)
+               clip_denoised=clip_denoised, device=device, speed=(precision, compile, networks))
     recorder = _recorder(diffusion, save_trajectory, trajectory_stem)
     images, out_labels = _run_batches(job, indices, batch_size, seed, progress, recorder, trajectory_stem)
     labels_out = None if out_labels[0] is None else np.concatenate(out_labels)
@@ -223,7 +234,9 @@ def _run_batches(job, indices, batch_size, seed, progress, recorder, trajectory_
     images, out_labels = [], []
     show = progress and dist_util.get_rank() == 0
     desc = f"sampling ({job.sampler})"
-    with tqdm(total=len(indices), unit="img", desc=desc, disable=not show, file=sys.stderr) as bar:
+    # the classifier gradient is taken w.r.t. x only: frozen parameters keep no gradient graph
+    with frozen_parameters(job.classifier), tqdm(total=len(indices), unit="img", desc=desc, disable=not show,
+                                                 file=sys.stderr) as bar:
         for start in range(0, len(indices), batch_size):
             watch = recorder.watch if recorder is not None and start == 0 else None
             batch_images, batch_labels = job.batch(indices[start:start + batch_size], seed, watch=watch)
@@ -245,10 +258,13 @@ def _recorder(diffusion, save_trajectory, trajectory_stem):
     return TrajectoryRecorder(diffusion.num_timesteps, save_trajectory, rows=TRAJECTORY_ROWS)
 
 
-def shard_batches(model, diffusion, save_trajectory=0, trajectory_stem=None, **kwargs):
+def shard_batches(model, diffusion, save_trajectory=0, trajectory_stem=None, precision="fp32", compile=False,
+                  **kwargs):
     """
     The `make_batch(indices, seed)` of the shard loop (`runner.sample_to_npz`): one
     `generate_samples` call per shard.
+
+    :param precision, compile: as for `generate_samples`; resolved, logged and compiled once here.
 
     :param save_trajectory: K > 0: the shard that starts at sample 0 (the first one, made by
                             rank 0) also writes its trajectory strips at `trajectory_stem` (a
@@ -262,12 +278,14 @@ def shard_batches(model, diffusion, save_trajectory=0, trajectory_stem=None, **k
     """
     steps = kwargs.get("steps")
     _recorder(diffusion if steps is None else respace(diffusion, steps), save_trajectory, trajectory_stem)
+    networks = fast_networks(model, kwargs.get("classifier"), precision=precision, compile=compile,
+                             device=kwargs.get("device"))
 
     def make_batch(indices, seed):
         first = save_trajectory if indices[0] == 0 else 0
         images, labels = generate_samples(model, diffusion, indices=indices, batch_size=len(indices), seed=seed,
                                           progress=False, save_trajectory=first, trajectory_stem=trajectory_stem,
-                                          **kwargs)
+                                          networks=networks, **kwargs)
         return {"arr_0": images} if labels is None else {"arr_0": images, "arr_1": labels}
 
     return make_batch

@@ -62,7 +62,8 @@ class ClassifierTrainLoop(TrainLoopBase):
 
     def __init__(self, *, model, diffusion, data, val_data=None, noised=True, iterations, lr, weight_decay=0.0,
                  anneal_lr=False, batch_size, microbatch=-1, schedule_sampler=None, resume_checkpoint="",
-                 log_interval=10, eval_interval=5, save_interval=10000, use_fp16=False, model_flags=None):
+                 log_interval=10, eval_interval=5, save_interval=10000, use_fp16=False, model_flags=None,
+                 precision="fp32", compile=False):
         if eval_interval <= 0:
             raise ValueError(f"--eval_interval must be > 0, got {eval_interval}")
         self.val_data = val_data
@@ -74,7 +75,7 @@ class ClassifierTrainLoop(TrainLoopBase):
             model=model, diffusion=diffusion, data=data, batch_size=batch_size, microbatch=microbatch, lr=lr,
             ema_rate=(), log_interval=log_interval, save_interval=save_interval,
             resume_checkpoint=resume_checkpoint, use_fp16=use_fp16, schedule_sampler=schedule_sampler,
-            weight_decay=weight_decay, model_flags=model_flags,
+            weight_decay=weight_decay, model_flags=model_flags, precision=precision, compile=compile,
         )
 
     @property
@@ -116,7 +117,7 @@ class ClassifierTrainLoop(TrainLoopBase):
         chunks = list(split_microbatches(self.microbatch, batch, labels, t))
         for i, (sub_batch, sub_labels, sub_t) in enumerate(chunks):
             with self.sync_gradients(i == len(chunks) - 1):
-                logits = self.ddp_model(sub_batch, timesteps=sub_t)
+                logits = self.forward_model(sub_batch, timesteps=sub_t)
                 loss = F.cross_entropy(logits, sub_labels, reduction="none")
                 self.log_losses(sub_t, {
                     f"{prefix}_loss": loss.detach(),

@@ -27,13 +27,15 @@ class DiffusionTrainLoop(TrainLoopBase):
 
     def __init__(self, *, model, diffusion, data, batch_size, microbatch, lr, ema_rate, log_interval,
                  save_interval, resume_checkpoint, use_fp16=False, fp16_scale_growth=1e-3,
-                 schedule_sampler=None, weight_decay=0.0, lr_anneal_steps=0, model_flags=None):
+                 schedule_sampler=None, weight_decay=0.0, lr_anneal_steps=0, model_flags=None, precision="fp32",
+                 compile=False):
         self.lr_anneal_steps = lr_anneal_steps
         super().__init__(
             model=model, diffusion=diffusion, data=data, batch_size=batch_size, microbatch=microbatch, lr=lr,
             ema_rate=ema_rate, log_interval=log_interval, save_interval=save_interval,
             resume_checkpoint=resume_checkpoint, use_fp16=use_fp16, fp16_scale_growth=fp16_scale_growth,
             schedule_sampler=schedule_sampler, weight_decay=weight_decay, model_flags=model_flags,
+            precision=precision, compile=compile,
         )
 
     @property
@@ -56,7 +58,7 @@ class DiffusionTrainLoop(TrainLoopBase):
             last = (i + self.microbatch) >= batch.shape[0]
             t, weights = self.schedule_sampler.sample(micro.shape[0], dist_util.dev())
             with self.sync_gradients(last):
-                losses = self.diffusion.training_losses(self.ddp_model, micro, t, model_kwargs=micro_cond)
+                losses = self.diffusion.training_losses(self.forward_model, micro, t, model_kwargs=micro_cond)
             if isinstance(self.schedule_sampler, LossAwareSampler):
                 self.schedule_sampler.update_with_local_losses(t, losses["loss"].detach())
             loss = (losses["loss"] * weights).mean() * (micro.shape[0] / batch.shape[0])

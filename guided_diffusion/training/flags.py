@@ -4,6 +4,7 @@ Flag groups of the training scripts: defaults dicts for `config.flags.add_dict_t
     run_defaults()                   every training script: --output_dir, --seed, --random_flip
     diffusion_training_defaults()    image_train.py and super_res_train.py (the original's flags)
     classifier_training_defaults()   classifier_train.py (the original's flags)
+    runtime.speed.speed_defaults()   every training script: --precision, --compile (SPEED_LOOP_FLAGS)
 
 The model and diffusion flags come from the factory defaults (`script_util`).
 """
@@ -13,6 +14,9 @@ DIFFUSION_LOOP_FLAGS = (
     "batch_size", "microbatch", "lr", "ema_rate", "log_interval", "save_interval", "use_fp16",
     "fp16_scale_growth", "weight_decay", "lr_anneal_steps",
 )
+
+# Flags of `runtime.speed.speed_defaults` (--precision, --compile): arguments of every loop.
+SPEED_LOOP_FLAGS = ("precision", "compile")
 
 # Flags of the classifier training dict that are `ClassifierTrainLoop` arguments of the same name.
 CLASSIFIER_LOOP_FLAGS = (

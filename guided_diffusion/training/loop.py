@@ -18,6 +18,14 @@ end, one on a stop (and `model000000.pt` before the first update when `save_at_s
 ends after `total_steps` updates (0: never). Resuming at step N drops the logger's table rows of
 steps >= N, which the resumed run writes again, so no row is lost or repeated.
 
+Precision (`precision`, --precision): "fp32" calls the network as it is. "bf16" / "fp16" (or
+"auto", resolved by the device and logged) run the forward pass and the loss under autocast
+(`runtime.speed.fast_call`); the parameters, hence the optimizer's master weights and the EMA,
+stay float32, and fp16 adds dynamic loss scaling (`MixedPrecisionTrainer(loss_scaling=True)`).
+`use_fp16` is the original's separate path (float16 weights, flat float32 masters) and combines
+with fp32 only. `compile` runs the forward pass through torch.compile (eager on failure, with one
+warning); checkpoints are written from the uncompiled module, so their keys do not change.
+
 SIGTERM/SIGINT: the current step finishes, a checkpoint is saved, `run_loop` returns and
 `stopped_by` holds the signal number. A signal during a save lets the save finish first.
 """
@@ -35,6 +43,8 @@ from ..diffusion.timestep_sampler import UniformSampler
 from ..models.layers import update_ema
 from ..runtime import distributed as dist_util
 from ..runtime import logger
+from ..runtime.precision import log_resolution, resolve_precision
+from ..runtime.speed import fast_call
 from . import checkpoints
 from . import state as train_state
 from .mixed_precision import INITIAL_LOG_LOSS_SCALE, MixedPrecisionTrainer
@@ -111,6 +121,9 @@ class TrainLoopBase:
     :param resume_checkpoint: path of a `model%06d.pt`, "auto" (the newest complete checkpoint
         in `blob_logdir()`), or "" for a fresh run.
     :param use_fp16: train the torso in fp16 with dynamic loss scaling (`fp16_scale_growth`).
+    :param precision: "fp32", "bf16", "fp16" or "auto": autocast for forward and loss (see the
+        module docstring); "fp16" scales the loss as use_fp16 does.
+    :param compile: run the forward pass through torch.compile.
     :param schedule_sampler: draws t (default: uniform over the diffusion's steps).
     :param model_flags: optional dict of the flags that built the model, named in mismatch errors.
     """
@@ -123,7 +136,7 @@ class TrainLoopBase:
 
     def __init__(self, *, model, diffusion, data, batch_size, microbatch, lr, ema_rate, log_interval,
                  save_interval, resume_checkpoint, use_fp16=False, fp16_scale_growth=1e-3,
-                 schedule_sampler=None, weight_decay=0.0, model_flags=None):
+                 schedule_sampler=None, weight_decay=0.0, model_flags=None, precision="fp32", compile=False):
         for name, value in (("log_interval", log_interval), ("save_interval", save_interval)):
             if value <= 0:
                 raise ValueError(f"--{name} must be > 0, got {value}")
@@ -150,10 +163,14 @@ class TrainLoopBase:
         self.resume_path = checkpoints.resolve_resume_checkpoint(
             resume_checkpoint, self.ema_rate, self.blob_logdir(), self.hooked_resume_checkpoint(), self.resume_step_of
         )
+        resolution = resolve_precision(precision, dist_util.dev(), use_fp16=use_fp16)
+        if precision != "fp32":
+            log_resolution(resolution, "training")
+        self.precision = resolution.precision
         self._load_and_sync_parameters()
         self.mp_trainer = MixedPrecisionTrainer(
             model=model, use_fp16=use_fp16, fp16_scale_growth=fp16_scale_growth,
-            initial_lg_loss_scale=self.initial_lg_loss_scale,
+            initial_lg_loss_scale=self.initial_lg_loss_scale, loss_scaling=self.precision == "fp16",
         )
         self.opt = AdamW(self.mp_trainer.master_params, lr=lr, weight_decay=weight_decay)
         if self.resume_path:
@@ -162,6 +179,8 @@ class TrainLoopBase:
         else:
             self.ema_params = [copy.deepcopy(self.mp_trainer.master_params) for _ in self.ema_rate]
         self.ddp_model, self.use_ddp = wrap_ddp(model, self.world_size)
+        # what the loss steps call: ddp_model itself for fp32 without compile
+        self.forward_model = fast_call(self.ddp_model, self.precision, dist_util.dev(), compile, self.checkpoint_kind)
         if self.resume_path:
             self._load_train_state()
             self.last_saved_step = self.resume_step  # that checkpoint is on disk already
@@ -244,7 +263,7 @@ class TrainLoopBase:
         if doc is None:
             logger.log(f"no {os.path.basename(path)} beside the checkpoint: RNG and data order restart")
             return
-        if doc["lg_loss_scale"] is not None and self.use_fp16:
+        if doc["lg_loss_scale"] is not None and self.mp_trainer.scales_loss:
             self.mp_trainer.lg_loss_scale = doc["lg_loss_scale"]
         train_state.load_sampler_state(self.schedule_sampler, doc.get("schedule_sampler"))
         self.load_data_state(train_state.restore_rank_state(doc, self.rank, self.world_size, log=logger.warn))
@@ -369,6 +388,6 @@ class TrainLoopBase:
             os.path.join(logdir, train_state.state_filename(step)),
             step,
             rank_states,
-            lg_loss_scale=self.mp_trainer.lg_loss_scale if self.use_fp16 else None,
+            lg_loss_scale=self.mp_trainer.lg_loss_scale if self.mp_trainer.scales_loss else None,
             schedule_sampler=train_state.sampler_state(self.schedule_sampler),
         )

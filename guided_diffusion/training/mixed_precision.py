@@ -1,6 +1,13 @@
 """
 Helpers to train with 16-bit precision: flat float32 master parameters, and `MixedPrecisionTrainer` with dynamic loss scaling (skip the step and
 halve the scale on a non-finite gradient, grow it slowly otherwise).
+
+Two float16 paths use the same loss scaling:
+- `use_fp16` (the original's --use_fp16): the torso's weights are converted to float16 and the
+  optimizer steps flat float32 master copies, copied back after each step;
+- `loss_scaling` alone (--precision fp16): autocast computes in float16 while the weights stay
+  float32, so the model's parameters are the master parameters and nothing is copied.
+bf16 (--precision bf16) needs no scaling: bfloat16 has float32's exponent range.
 """
 
 import numpy as np
@@ -142,6 +149,8 @@ class MixedPrecisionTrainer:
     :param use_fp16: enable fp16 training with loss scaling.
     :param fp16_scale_growth: added to lg_loss_scale after every successful fp16 step.
     :param initial_lg_loss_scale: starting log2 loss scale.
+    :param loss_scaling: dynamic loss scaling without converting the model (float16 autocast);
+        implied by use_fp16.
     """
 
     def __init__(
@@ -151,9 +160,11 @@ class MixedPrecisionTrainer:
         use_fp16=False,
         fp16_scale_growth=1e-3,
         initial_lg_loss_scale=INITIAL_LOG_LOSS_SCALE,
+        loss_scaling=False,
     ):
         self.model = model
         self.use_fp16 = use_fp16
+        self.scales_loss = use_fp16 or loss_scaling
         self.fp16_scale_growth = fp16_scale_growth
 
         self.model_params = list(self.model.parameters())
@@ -171,7 +182,7 @@ class MixedPrecisionTrainer:
 
     def backward(self, loss):
         """Backpropagate `loss` (scaled by 2**lg_loss_scale with fp16)."""
-        if self.use_fp16:
+        if self.scales_loss:
             loss_scale = 2**self.lg_loss_scale
             (loss * loss_scale).backward()
         else:
@@ -183,13 +194,14 @@ class MixedPrecisionTrainer:
 
         :return: True if the step was taken, False if it was skipped (fp16 overflow).
         """
-        if self.use_fp16:
+        if self.scales_loss:
             return self._optimize_fp16(opt)
         return self._optimize_normal(opt)
 
     def _optimize_fp16(self, opt):
         logger.logkv_mean("lg_loss_scale", self.lg_loss_scale)
-        model_grads_to_master_grads(self.param_groups_and_shapes, self.master_params)
+        if self.use_fp16:
+            model_grads_to_master_grads(self.param_groups_and_shapes, self.master_params)
         grad_norm, param_norm = self._compute_norms(grad_scale=2**self.lg_loss_scale)
         if check_overflow(grad_norm):
             self.lg_loss_scale -= 1
@@ -201,10 +213,12 @@ class MixedPrecisionTrainer:
         logger.logkv_mean("param_norm", param_norm)
 
         for p in self.master_params:
-            p.grad.mul_(1.0 / (2**self.lg_loss_scale))
+            if p.grad is not None:  # unused parameters of an autocast model get none
+                p.grad.mul_(1.0 / (2**self.lg_loss_scale))
         opt.step()
         zero_master_grads(self.master_params)
-        master_params_to_model_params(self.param_groups_and_shapes, self.master_params)
+        if self.use_fp16:
+            master_params_to_model_params(self.param_groups_and_shapes, self.master_params)
         self.lg_loss_scale += self.fp16_scale_growth
         return True
 

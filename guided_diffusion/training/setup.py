@@ -32,9 +32,10 @@ from ..runtime import distributed as dist_util
 from ..runtime import logger
 from ..runtime.cli import StoppedBySignal
 from ..runtime.fileio import atomic_write
+from ..runtime.precision import resolve_precision
 from . import checkpoints
 from . import state as train_state
-from .flags import DIFFUSION_LOOP_FLAGS
+from .flags import DIFFUSION_LOOP_FLAGS, SPEED_LOOP_FLAGS
 from .loop import parse_ema_rates
 from .stopping import GracefulStop
 
@@ -66,11 +67,14 @@ def start_run(args, total_flag, ema_rates=()):
     (printing "nothing to do: step N reached" and changing no file); otherwise configure the
     logger (continuing the folder's logs), clear partial files of killed saves, and seed.
 
-    :param args: namespace with output_dir, resume_checkpoint, seed and `total_flag`.
+    :param args: namespace with output_dir, resume_checkpoint, seed, precision and `total_flag`.
     :param total_flag: the flag giving the number of updates of the run (0: no end).
     :param ema_rates: the run's EMA rates (a complete checkpoint has one file per rate).
     :return: a RunStart.
     """
+    # an unusable --precision is refused before any folder or file is made
+    resolve_precision(getattr(args, "precision", "fp32"), dist_util.dev(),
+                      use_fp16=getattr(args, "use_fp16", False) or getattr(args, "classifier_use_fp16", False))
     output_dir, given = choose_output_dir(args.output_dir)
     resume, message = _find_resume(args.resume_checkpoint, output_dir, given, ema_rates)
     total = getattr(args, total_flag)
@@ -247,7 +251,7 @@ def train_diffusion(args, model_flags, build, image_size, loop_cls, wrap_data=No
         schedule_sampler=create_named_schedule_sampler(args.schedule_sampler, diffusion),
         resume_checkpoint=run.resume_checkpoint,
         model_flags=model_flags,
-        **args_to_dict(args, DIFFUSION_LOOP_FLAGS),
+        **args_to_dict(args, DIFFUSION_LOOP_FLAGS + SPEED_LOOP_FLAGS),
     )
     loop.run_loop()
     return finish(loop)

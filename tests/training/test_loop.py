@@ -240,3 +240,98 @@ def test_a_finished_run_has_nothing_to_do_and_writes_nothing(logdir):
     after = {n: os.stat(os.path.join(logdir, n)).st_mtime_ns for n in os.listdir(logdir) if n != "log.txt"}
     assert after == before
     assert "nothing to do: step 3 reached" in open(os.path.join(logdir, "log.txt")).read()
+
+
+# ------------------------------------------------------------------------------ --precision, --compile
+
+
+def _one_step(digits8, **kw):
+    """(loop, parameters before) after one update of the tiny UNet from seed 0 on the same batch."""
+    model, diffusion, _ = setup_model()
+    with th.no_grad():  # fill the zero-initialised output layer, so that the output is not exactly 0
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(0.02 * th.randn(p.shape, generator=th.Generator().manual_seed(2)))
+    data = load_data(data_dir=digits8, batch_size=4, image_size=8, seed=1)
+    loop = _loop(model, diffusion, data, ema_rate="0.5", **kw)
+    before = params(model)
+    th.manual_seed(5)  # the same timesteps and noise for every precision
+    loop.run_step(*next(data))
+    return loop, before, logger.dumpkvs()
+
+
+def test_bf16_training_keeps_float32_master_weights_and_ema(digits8, logdir):
+    ref, _, ref_kv = _one_step(digits8)
+    loop, before, kv = _one_step(digits8, precision="bf16")
+    assert ref.forward_model is ref.ddp_model and loop.precision == "bf16"
+    after = params(loop.model)
+    assert all(p.dtype == th.float32 for p in loop.mp_trainer.master_params)
+    assert loop.mp_trainer.master_params == list(loop.model.parameters())  # no copies to keep in sync
+    assert all(e.dtype == th.float32 for e in loop.ema_params[0])
+    for e, b, a in zip(loop.ema_params[0], before, after):
+        th.testing.assert_close(e, 0.5 * b + 0.5 * a, rtol=0, atol=1e-6)
+    assert any(not th.equal(b, a) for b, a in zip(before, after))
+    # bf16 rounds at 2^-9 relative per operation; the batch's loss stays within a few percent
+    assert kv["loss"] == pytest.approx(ref_kv["loss"], rel=5e-2) and kv["loss"] != ref_kv["loss"]
+    assert "lg_loss_scale" not in kv  # bf16 needs no loss scaling
+
+
+def test_fp32_precision_is_the_plain_step_bit_for_bit(digits8, logdir):
+    ref, _, _ = _one_step(digits8)
+    same, _, _ = _one_step(digits8, precision="fp32", compile=False)
+    assert all(th.equal(a, b) for a, b in zip(params(ref.model), params(same.model)))
+
+
+def test_loss_scaling_without_conversion_is_exact_and_skips_overflow(logdir):
+    """fp16 autocast training: the model's float32 parameters are the masters, scaled by 2^k."""
+    from guided_diffusion.training.mixed_precision import MixedPrecisionTrainer
+
+    def trainer_and_step(loss_scaling, loss_of):
+        model = _Linear()
+        trainer = MixedPrecisionTrainer(model=model, loss_scaling=loss_scaling, initial_lg_loss_scale=10.0,
+                                        fp16_scale_growth=0.5)
+        opt = th.optim.SGD(trainer.master_params, lr=0.1)
+        trainer.zero_grad()
+        trainer.backward(loss_of(model))
+        return model, trainer, trainer.optimize(opt)
+
+    x = th.tensor([2.0, -1.0, 0.5])
+    plain, _, _ = trainer_and_step(False, lambda m: m.w @ x)
+    scaled, trainer, took = trainer_and_step(True, lambda m: m.w @ x)
+    assert took and th.equal(scaled.w, plain.w)  # a power-of-two scale divides out exactly
+    assert trainer.master_params == [scaled.w] and trainer.lg_loss_scale == 10.5
+    overflow, trainer, took = trainer_and_step(True, lambda m: m.w @ x * float("inf"))
+    assert not took and trainer.lg_loss_scale == 9.0
+    assert th.equal(overflow.w, th.tensor([1.0, -2.0, 3.0]))
+
+
+def test_unusable_precisions_are_refused_naming_the_flag(monkeypatch, logdir):
+    from guided_diffusion.runtime import precision as P
+
+    monkeypatch.setattr(P, "detect_support", lambda device, cpuinfo_path=None: P.DeviceSupport(
+        "cpu", "simulated CPU", (), bf16=False, fp16=False))
+    with pytest.raises(ValueError, match=r"--precision fp16: this CPU \(simulated CPU\)"):
+        make_loop(DiffusionTrainLoop, _Linear(), _NoDiffusion(), _Batches(), precision="fp16")
+    with pytest.raises(ValueError, match="--precision bf16 cannot be combined with --use_fp16 True"):
+        make_loop(DiffusionTrainLoop, _Linear(), _NoDiffusion(), _Batches(), precision="bf16", use_fp16=True)
+    loop = make_loop(DiffusionTrainLoop, _Linear(), _NoDiffusion(), _Batches(), precision="auto")
+    assert loop.precision == "fp32" and loop.forward_model is loop.ddp_model
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager(digits8, logdir, monkeypatch):
+    """compile=True through dynamo's aot_eager backend: the same update within float32 rounding."""
+    import functools
+
+    from guided_diffusion.runtime import speed
+
+    monkeypatch.setattr(speed, "maybe_compile", functools.partial(speed.maybe_compile, backend="aot_eager"))
+    th._dynamo.reset()
+    try:
+        ref, _, _ = _one_step(digits8)
+        compiled, _, _ = _one_step(digits8, compile=True)
+    finally:
+        th._dynamo.reset()
+    assert compiled.forward_model.fn.is_compiled
+    for a, b in zip(params(compiled.model), params(ref.model)):
+        th.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
