@@ -21,7 +21,6 @@ fraction of samples as near the training images as real digits are (`On manifold
 histogram of the labels it sees.
 """
 
-import argparse
 import os
 import sys
 
@@ -30,18 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch as th
 
-from guided_diffusion.config.flags import parse_and_validate
+from guided_diffusion.config.flags import flag_parser, parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.sampling.labels import check_labels
-from guided_diffusion.sampling.loading import load_checkpoint
+from guided_diffusion.sampling.loading import build_from_flags, load_checkpoint
 from guided_diffusion.scoring.judge import judge, read_labelled_batch
 from guided_diffusion.scoring.pixel_judge import fitted_judge, label_histogram
-from guided_diffusion.script_util import (
-    add_dict_to_argparser,
-    args_to_dict,
-    classifier_defaults,
-    create_classifier,
-)
+from guided_diffusion.script_util import classifier_defaults
 
 
 JUDGES = ("classifier", "pixel_knn")
@@ -64,8 +58,7 @@ def main():
         print("Label histogram: " + ",".join(f"{v:.4f}" for v in histogram))
         return
     device = th.device("cuda" if th.cuda.is_available() else "cpu")
-    flags = args_to_dict(args, classifier_defaults().keys())
-    classifier = create_classifier(**flags)
+    classifier, _, flags = build_from_flags(args, "classifier")
     load_checkpoint(classifier, args.classifier_path, flags, "classifier", "--classifier_path")
     classifier.to(device).eval()
     accuracy, mean_log_prob = judge(classifier, images, labels, args.batch_size, args.num_classes, device)
@@ -76,10 +69,7 @@ def main():
 def create_argparser():
     defaults = dict(samples="", judge="classifier", judge_data="digits", classifier_path="", batch_size=64,
                     num_classes=1000)
-    defaults.update(classifier_defaults())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    return flag_parser(__doc__, defaults, classifier_defaults())
 
 
 if __name__ == "__main__":

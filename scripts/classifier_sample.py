@@ -16,7 +16,6 @@ classifier-free guided prediction instead (both kinds at once). --guidance_inter
 either kind to training timesteps lo <= t <= hi; outside, no classifier gradient is computed.
 """
 
-import argparse
 import os
 import sys
 
@@ -24,7 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.config.flags import parse_and_validate
+from guided_diffusion.config.flags import flag_parser, parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.runtime.precision import resolve_precision
 from guided_diffusion.runtime.speed import speed_defaults
@@ -33,20 +32,13 @@ from guided_diffusion.sampling.generate import shard_batches
 from guided_diffusion.sampling.guided import check_guidance_flags, model_checkpoint_check
 from guided_diffusion.sampling.guidance import check_classifier_size
 from guided_diffusion.sampling.labels import parse_class_labels
-from guided_diffusion.sampling.loading import load_for_inference
+from guided_diffusion.sampling.loading import build_and_load, build_from_flags, load_for_inference
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.sampling.trajectory import samples_stem
-from guided_diffusion.script_util import (
-    add_dict_to_argparser,
-    args_to_dict,
-    classifier_defaults,
-    create_classifier,
-    create_model_and_diffusion,
-    model_and_diffusion_defaults,
-)
+from guided_diffusion.script_util import classifier_defaults, model_and_diffusion_defaults
 
 
 def main():
@@ -60,14 +52,10 @@ def main():
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
-    flags = args_to_dict(args, model_and_diffusion_defaults().keys())
-    model, diffusion = create_model_and_diffusion(**flags)
-    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16,
-                       check=model_checkpoint_check(args))
+    model, diffusion = build_and_load(args, "model", check=model_checkpoint_check(args))
 
     logger.log("loading classifier...")
-    cflags = args_to_dict(args, classifier_defaults().keys())
-    classifier = create_classifier(**cflags)
+    classifier, _, cflags = build_from_flags(args, "classifier")
     load_for_inference(classifier, args.classifier_path, cflags, "classifier", "--classifier_path",
                        args.classifier_use_fp16,
                        check=lambda sd: check_classifier_size(sd, classifier, args.image_size))
@@ -84,16 +72,9 @@ def main():
 
 
 def create_argparser():
-    defaults = sampling_defaults()
-    defaults.update(class_label_defaults())
-    defaults.update(guidance_defaults())
-    defaults.update(speed_defaults())
-    defaults.update(classifier_path="", classifier_scale=1.0)
-    defaults.update(model_and_diffusion_defaults())
-    defaults.update(classifier_defaults())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    return flag_parser(__doc__, sampling_defaults(), class_label_defaults(), guidance_defaults(), speed_defaults(),
+                       dict(classifier_path="", classifier_scale=1.0), model_and_diffusion_defaults(),
+                       classifier_defaults())
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ Logs and checkpoints go to --output_dir (else $OPENAI_LOGDIR, else a new temp fo
 checkpoint is already at the end says "nothing to do". Resolved flags go to args.json.
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from guided_diffusion import dist_util, logger  # noqa: E402
-from guided_diffusion.config.flags import add_dict_to_argparser, args_to_dict, parse_and_validate  # noqa: E402
+from guided_diffusion.config.flags import args_to_dict, flag_parser, parse_and_validate  # noqa: E402
 from guided_diffusion.image_datasets import load_data  # noqa: E402
 from guided_diffusion.resample import create_named_schedule_sampler  # noqa: E402
 from guided_diffusion.runtime.cli import run_cli  # noqa: E402
@@ -68,13 +67,8 @@ def main():
 
 
 def create_argparser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = dict(train_flags.classifier_training_defaults())
-    defaults.update(classifier_and_diffusion_defaults())
-    defaults.update(train_flags.run_defaults())
-    defaults.update(speed_defaults())
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    return flag_parser(__doc__, train_flags.classifier_training_defaults(), classifier_and_diffusion_defaults(),
+                       train_flags.run_defaults(), speed_defaults())
 
 
 if __name__ == "__main__":

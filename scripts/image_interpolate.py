@@ -14,7 +14,6 @@ Writes interp_{mode}_{R}x{H}x{W}x3.npz (arr_0 uint8 NHWC: source A, the interpol
 the rows are split over the ranks and rank 0 writes the files.
 """
 
-import argparse
 import os
 import sys
 
@@ -22,19 +21,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.config.flags import parse_and_validate
+from guided_diffusion.config.flags import flag_parser, parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.sampling import interpolation_run as run
 from guided_diffusion.sampling.interpolation import resolve_interp_t
-from guided_diffusion.sampling.loading import load_for_inference
+from guided_diffusion.sampling.loading import build_from_flags, load_for_inference
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
-from guided_diffusion.script_util import (
-    add_dict_to_argparser,
-    args_to_dict,
-    create_model_and_diffusion,
-    model_and_diffusion_defaults,
-)
+from guided_diffusion.script_util import model_and_diffusion_defaults
 
 
 def main():
@@ -46,8 +40,7 @@ def main():
     seed = run.resolve_seed(args.seed)
     label = run.resolve_label(args, seed)
     logger.log("creating model and diffusion...")
-    flags = args_to_dict(args, model_and_diffusion_defaults().keys())
-    model, diffusion = create_model_and_diffusion(**flags)
+    model, diffusion, flags = build_from_flags(args, "model")
     if args.mode == "ddpm":
         resolve_interp_t(args.interp_t, diffusion.num_timesteps)
     load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
@@ -66,11 +59,7 @@ def main():
 
 
 def create_argparser():
-    defaults = run.interpolation_defaults()
-    defaults.update(model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dict_to_argparser(parser, defaults, help_text=run.FLAG_HELP)
-    return parser
+    return flag_parser(__doc__, run.interpolation_defaults(), model_and_diffusion_defaults(), help_text=run.FLAG_HELP)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ mean over samples) into the log directory, like the original. Differences: exact
 final means are logged as key/values (bpd, prior_bpd, vb, mse, xstart_mse, samples).
 """
 
-import argparse
 import os
 import sys
 
@@ -19,18 +18,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch as th
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.config.flags import parse_and_validate
+from guided_diffusion.config.flags import flag_parser, parse_and_validate
 from guided_diffusion.image_datasets import load_data
 from guided_diffusion.runtime.cli import run_cli
-from guided_diffusion.sampling.loading import load_for_inference
+from guided_diffusion.sampling.loading import build_and_load
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.scoring.bpd import run_bpd_evaluation, save_terms, summarize
-from guided_diffusion.script_util import (
-    add_dict_to_argparser,
-    args_to_dict,
-    create_model_and_diffusion,
-    model_and_diffusion_defaults,
-)
+from guided_diffusion.script_util import model_and_diffusion_defaults
 
 
 def main():
@@ -43,9 +37,7 @@ def main():
         th.manual_seed(args.seed * 1000 + comm.Get_rank())
 
     logger.log("creating model and diffusion...")
-    flags = args_to_dict(args, model_and_diffusion_defaults().keys())
-    model, diffusion = create_model_and_diffusion(**flags)
-    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16)
+    model, diffusion = build_and_load(args, "model")
 
     logger.log("creating data loader...")
     data = load_data(data_dir=args.data_dir, batch_size=args.batch_size, image_size=args.image_size,
@@ -66,10 +58,7 @@ def main():
 def create_argparser():
     defaults = dict(data_dir="", clip_denoised=True, num_samples=1000, batch_size=1, model_path="",
                     seed=-1, output_dir="", progress=True)
-    defaults.update(model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    return flag_parser(__doc__, defaults, model_and_diffusion_defaults())
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Finished batches are kept as shards, so rerunning the same command after an inte
 samples what is missing.
 """
 
-import argparse
 import os
 import sys
 
@@ -21,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.config.flags import parse_and_validate
+from guided_diffusion.config.flags import flag_parser, parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.runtime.precision import resolve_precision
 from guided_diffusion.runtime.speed import speed_defaults
@@ -29,18 +28,13 @@ from guided_diffusion.sampling.defaults import class_label_defaults, guidance_de
 from guided_diffusion.sampling.generate import shard_batches
 from guided_diffusion.sampling.guided import check_guidance_flags, model_checkpoint_check
 from guided_diffusion.sampling.labels import parse_class_labels
-from guided_diffusion.sampling.loading import load_for_inference
+from guided_diffusion.sampling.loading import build_and_load
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.sampling.trajectory import samples_stem
-from guided_diffusion.script_util import (
-    add_dict_to_argparser,
-    args_to_dict,
-    create_model_and_diffusion,
-    model_and_diffusion_defaults,
-)
+from guided_diffusion.script_util import model_and_diffusion_defaults
 
 
 def main():
@@ -56,10 +50,7 @@ def main():
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model and diffusion...")
-    flags = args_to_dict(args, model_and_diffusion_defaults().keys())
-    model, diffusion = create_model_and_diffusion(**flags)
-    load_for_inference(model, args.model_path, flags, "model", "--model_path", args.use_fp16,
-                       check=model_checkpoint_check(args))
+    model, diffusion = build_and_load(args, "model", check=model_checkpoint_check(args))
 
     logger.log(f"sampling ({args.sampler})...")
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
@@ -73,14 +64,8 @@ def main():
 
 
 def create_argparser():
-    defaults = sampling_defaults()
-    defaults.update(class_label_defaults())
-    defaults.update(guidance_defaults())
-    defaults.update(speed_defaults())
-    defaults.update(model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    return flag_parser(__doc__, sampling_defaults(), class_label_defaults(), guidance_defaults(), speed_defaults(),
+                       model_and_diffusion_defaults())
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ With --class_cond True --class_dropout_prob p, each label becomes the null class
 probability p, so the model also learns the unconditional prediction (classifier-free guidance).
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from guided_diffusion.config.flags import add_dict_to_argparser, args_to_dict, parse_and_validate  # noqa: E402
+from guided_diffusion.config.flags import args_to_dict, flag_parser, parse_and_validate  # noqa: E402
 from guided_diffusion.runtime.cli import run_cli  # noqa: E402
 from guided_diffusion.runtime.speed import speed_defaults  # noqa: E402
 from guided_diffusion.script_util import create_model_and_diffusion, model_and_diffusion_defaults  # noqa: E402
@@ -33,13 +32,9 @@ def main():
 
 
 def create_argparser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = dict(train_flags.diffusion_training_defaults())
-    defaults.update(model_and_diffusion_defaults())  # the model's `use_fp16` is also a training flag
-    defaults.update(train_flags.run_defaults())
-    defaults.update(speed_defaults())
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    # the model's `use_fp16` is also a training flag
+    return flag_parser(__doc__, train_flags.diffusion_training_defaults(), model_and_diffusion_defaults(),
+                       train_flags.run_defaults(), speed_defaults())
 
 
 if __name__ == "__main__":

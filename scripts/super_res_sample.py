@@ -8,7 +8,6 @@ record the labels as `arr_1`. Flags beyond the original's: --sampler, --seed, --
 --eta, --progress, --save_trajectory, --precision, --compile (README "Speed").
 """
 
-import argparse
 import os
 import sys
 
@@ -16,25 +15,20 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from guided_diffusion import dist_util, logger
-from guided_diffusion.config.flags import parse_and_validate
+from guided_diffusion.config.flags import flag_parser, parse_and_validate
 from guided_diffusion.runtime.cli import run_cli
 from guided_diffusion.runtime.precision import resolve_precision
 from guided_diffusion.runtime.speed import speed_defaults
 from guided_diffusion.sampling.base_samples import load_base_samples
 from guided_diffusion.sampling.defaults import sampling_defaults
 from guided_diffusion.sampling.generate import shard_batches
-from guided_diffusion.sampling.loading import load_for_inference
+from guided_diffusion.sampling.loading import build_and_load
 from guided_diffusion.sampling.logdir import setup_output
 from guided_diffusion.sampling.record import run_config
 from guided_diffusion.sampling.runner import sample_to_npz
 from guided_diffusion.sampling.samplers import resolve_sampler_flags
 from guided_diffusion.sampling.trajectory import samples_stem
-from guided_diffusion.script_util import (
-    add_dict_to_argparser,
-    args_to_dict,
-    sr_create_model_and_diffusion,
-    sr_model_and_diffusion_defaults,
-)
+from guided_diffusion.script_util import sr_model_and_diffusion_defaults
 
 
 def main():
@@ -46,9 +40,7 @@ def main():
 
     out_dir = setup_output(args.output_dir)
     logger.log("creating model...")
-    flags = args_to_dict(args, sr_model_and_diffusion_defaults().keys())
-    model, diffusion = sr_create_model_and_diffusion(**flags)
-    load_for_inference(model, args.model_path, flags, "sr", "--model_path", args.use_fp16)
+    model, diffusion = build_and_load(args, "sr")
 
     logger.log(f"creating samples ({args.sampler})...")
     make_batch = shard_batches(model, diffusion, sampler=args.sampler, eta=args.eta, clip_denoised=args.clip_denoised,
@@ -61,13 +53,8 @@ def main():
 
 
 def create_argparser():
-    defaults = sampling_defaults()
-    defaults.update(base_samples="")
-    defaults.update(speed_defaults())
-    defaults.update(sr_model_and_diffusion_defaults())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    return flag_parser(__doc__, sampling_defaults(), dict(base_samples=""), speed_defaults(),
+                       sr_model_and_diffusion_defaults())
 
 
 if __name__ == "__main__":

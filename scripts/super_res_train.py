@@ -6,13 +6,12 @@ Logs and checkpoints go to --output_dir (else $OPENAI_LOGDIR, else a new temp fo
 checkpoint is already at the end says "nothing to do". Resolved flags go to args.json.
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from guided_diffusion.config.flags import add_dict_to_argparser, args_to_dict, parse_and_validate  # noqa: E402
+from guided_diffusion.config.flags import args_to_dict, flag_parser, parse_and_validate  # noqa: E402
 from guided_diffusion.image_datasets import SuperResData  # noqa: E402
 from guided_diffusion.runtime.cli import run_cli  # noqa: E402
 from guided_diffusion.runtime.speed import speed_defaults  # noqa: E402
@@ -32,13 +31,9 @@ def main():
 
 
 def create_argparser():
-    defaults = dict(train_flags.diffusion_training_defaults())
-    defaults.update(sr_model_and_diffusion_defaults())  # the model's `use_fp16` is also a training flag
-    defaults.update(train_flags.run_defaults())
-    defaults.update(speed_defaults())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dict_to_argparser(parser, defaults)
-    return parser
+    # the model's `use_fp16` is also a training flag
+    return flag_parser(__doc__, train_flags.diffusion_training_defaults(), sr_model_and_diffusion_defaults(),
+                       train_flags.run_defaults(), speed_defaults())
 
 
 if __name__ == "__main__":

@@ -52,6 +52,22 @@ def add_dict_to_argparser(parser, default_dict, help_text=None):
         parser.add_argument(f"--{k}", default=v, type=v_type, help=help_text.get(k))
 
 
+def flag_parser(description, *defaults, help_text=None):
+    """
+    A script's parser: `description` (its docstring, line breaks kept in --help) and one flag per
+    key of the `defaults` dicts, merged in order (a later dict's value wins, the first position
+    stays).
+
+    :param help_text: as for `add_dict_to_argparser`.
+    """
+    merged = {}
+    for d in defaults:
+        merged.update(d)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dict_to_argparser(parser, merged, help_text)
+    return parser
+
+
 def args_to_dict(args, keys):
     """Pick `keys` from an argparse namespace into a dict."""
     return {k: getattr(args, k) for k in keys}

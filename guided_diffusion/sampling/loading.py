@@ -1,7 +1,17 @@
 """Checkpoint loading for inference: strict loads whose every failure names the flag to fix."""
 
 from ..config.checkpoint import load_model_checkpoint
+from ..config.defaults import classifier_defaults, model_and_diffusion_defaults, sr_model_and_diffusion_defaults
+from ..config.factory import create_classifier, create_model_and_diffusion, sr_create_model_and_diffusion
+from ..config.flags import args_to_dict
 from ..runtime import distributed as dist_util
+
+# kind -> (defaults dict, factory, checkpoint flag, fp16 flag)
+NETWORKS = {
+    "model": (model_and_diffusion_defaults, create_model_and_diffusion, "model_path", "use_fp16"),
+    "sr": (sr_model_and_diffusion_defaults, sr_create_model_and_diffusion, "model_path", "use_fp16"),
+    "classifier": (classifier_defaults, create_classifier, "classifier_path", "classifier_use_fp16"),
+}
 
 
 def load_checkpoint(model, path, flags, kind, flag_name, check=None):
@@ -48,3 +58,32 @@ def load_for_inference(model, path, flags, kind, flag_name, use_fp16, check=None
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def build_from_flags(args, kind="model"):
+    """
+    Build a network from a parsed namespace: its defaults dict's keys are read from `args`.
+
+    :param kind: "model" (UNet + diffusion), "sr" (super-resolution UNet + diffusion) or
+                 "classifier" (no diffusion).
+    :return: (network, diffusion or None, the flags dict that built them).
+    """
+    defaults, factory, _, _ = NETWORKS[kind]
+    flags = args_to_dict(args, defaults().keys())
+    built = factory(**flags)
+    network, diffusion = built if isinstance(built, tuple) else (built, None)
+    return network, diffusion, flags
+
+
+def build_and_load(args, kind="model", check=None):
+    """
+    `build_from_flags`, then `load_for_inference` from the kind's checkpoint flag (--model_path
+    or --classifier_path) with its fp16 flag.
+
+    :return: (network, diffusion or None).
+    """
+    network, diffusion, flags = build_from_flags(args, kind)
+    _, _, path_flag, fp16_flag = NETWORKS[kind]
+    load_for_inference(network, getattr(args, path_flag), flags, kind, f"--{path_flag}",
+                       getattr(args, fp16_flag), check=check)
+    return network, diffusion

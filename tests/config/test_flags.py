@@ -10,6 +10,7 @@ from guided_diffusion.config.flags import (
     RULES,
     add_dict_to_argparser,
     args_to_dict,
+    flag_parser,
     parse_and_validate,
     parse_list_flag,
     str2bool,
@@ -93,3 +94,12 @@ def test_argparser_round_trip():
     assert got == {**defaults, "class_cond": True, "num_channels": 96, "dropout": 0.1,
                    "attention_resolutions": "32,16"}  # fmt: skip
     assert args_to_dict(parser.parse_args([]), defaults.keys()) == defaults
+
+
+def test_flag_parser_merges_dicts_in_order_and_keeps_the_description():
+    doc = "First line.\n\n    example --a 1\n"
+    parser = flag_parser(doc, dict(a=1, b="x"), dict(b="y", c=True))
+    assert [a.dest for a in parser._actions[1:]] == ["a", "b", "c"]  # first position kept
+    args = parser.parse_args([])
+    assert (args.a, args.b, args.c) == (1, "y", True)  # the later dict's value wins
+    assert "    example --a 1" in parser.format_help()  # line breaks kept
