@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -261,8 +263,6 @@ def judge_accuracy(npz, judge_ckpt, log_path):
 
 
 def reference_count(reference):
-    import numpy as np
-
     with np.load(reference, allow_pickle=False) as f:
         return len(f["arr_1"])
 

@@ -41,7 +41,10 @@ def _say(message):
 
 
 def exit_code_for(exc):
-    """The exit status for an exception escaping a script's main() (None: not ours to handle)."""
+    """
+    The exit status for an exception escaping a script's main(); None for any other exception
+    (a bug: it propagates with its traceback).
+    """
     if isinstance(exc, RunInterrupted):
         return INTERRUPTED_EXIT_CODE
     if isinstance(exc, StoppedBySignal):

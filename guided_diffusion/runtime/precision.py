@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch as th
 
+from . import logger
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": th.float32, "bf16": th.bfloat16, "fp16": th.float16}
 
@@ -254,6 +256,4 @@ def autocast_call(fn, precision, device):
 
 def log_resolution(resolution, what="networks"):
     """Log the chosen precision and why, e.g. 'precision: bf16 for sampling (auto: ...)'."""
-    from . import logger
-
     logger.log(f"precision: {resolution.precision} for {what} ({resolution.reason})")

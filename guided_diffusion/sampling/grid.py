@@ -7,6 +7,10 @@ the full label list ("labels", comma separated).
 """
 
 import numpy as np
+from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
+
+from ..runtime.fileio import atomic_write
 
 CAPTION_HEIGHT = 12
 PAD = 2
@@ -39,8 +43,6 @@ def make_grid(images, labels=None, max_images=64, max_cols=8, min_cell=64):
     :return: (PIL.Image, scale, cell_w, cell_h) where a cell is scale*W by scale*H pixels plus
              its caption, placed at (PAD + c*(cell_w+PAD), PAD + r*(cell_h+PAD)).
     """
-    from PIL import Image, ImageDraw
-
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype} {images.shape}")
@@ -70,10 +72,6 @@ def save_grid(path, images, labels=None, **kwargs):
 
     :return: the number of images shown.
     """
-    from PIL.PngImagePlugin import PngInfo
-
-    from ..runtime.fileio import atomic_write
-
     sheet = make_grid(images, labels, **kwargs)[0]
     n = min(len(images), kwargs.get("max_images", 64))
     info = PngInfo()

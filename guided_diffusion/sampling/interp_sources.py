@@ -15,6 +15,8 @@ import zipfile
 
 import numpy as np
 
+from ..data.image_folder import list_image_files_recursively, open_rgb
+
 
 def parse_indices(spec):
     """
@@ -46,8 +48,6 @@ def folder_sources(data_dir, indices=(0, 1)):
     :return: (uint8 [2, H, W, 3] pixels, the two file paths).
     :raises ValueError: for a missing folder, too few images, unreadable files or two sizes.
     """
-    from ..data.image_folder import list_image_files_recursively, open_rgb
-
     if not os.path.isdir(data_dir):
         raise ValueError(f"--data_dir {data_dir!r} is not a folder")
     files = list_image_files_recursively(data_dir)

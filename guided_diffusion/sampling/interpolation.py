@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 import torch as th
+from tqdm.auto import tqdm
 
 from ..diffusion.sampling import sample_loop_progressive
 
@@ -159,8 +160,6 @@ def encode_ddim(diffusion, model, sources, model_kwargs=None, clip_denoised=True
     """
     steps = range(diffusion.num_timesteps)
     if progress:
-        from tqdm.auto import tqdm  # lazy: only needed for the progress bar
-
         steps = tqdm(steps, desc="ddim inversion")
     x = sources
     with th.no_grad():

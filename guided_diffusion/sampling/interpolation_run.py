@@ -26,8 +26,12 @@ import torch as th
 from ..data.pixels import from_uint8_nhwc, to_uint8_nhwc
 from ..runtime import distributed as dist_util
 from ..runtime import logger
+from ..runtime.fileio import atomic_savez, atomic_write
 from . import interpolation as interp
+from .generate import generate_samples
+from .grid import save_grid
 from .interp_sources import check_model_size, folder_sources, npz_sources, parse_indices
+from .labels import labels_for_indices, parse_class_labels
 from .seeds import derive_seed
 
 # streams 0 and 1 of `seeds` are a sample's noise and label; these two are the interpolation's
@@ -99,8 +103,6 @@ def resolve_label(args, seed):
 
     :raises ValueError: for labels on an unconditional model, or more than one label.
     """
-    from .labels import labels_for_indices, parse_class_labels
-
     if not args.class_cond:
         if args.class_labels:
             raise ValueError("--class_labels needs a class-conditional model (--class_cond True)")
@@ -130,8 +132,6 @@ def _label_kwargs(label, n, device):
 def _encode(model, diffusion, sources, mode, t, seed, label, clip_denoised, device):
     """Rank 0: (sources uint8 [2, H, W, 3], latents [2, C, H, W] on the CPU)."""
     if sources is None:
-        from .generate import generate_samples
-
         sources, _ = generate_samples(model, diffusion, indices=[0, 1], batch_size=2, seed=seed,
                                       labels=None if label is None else (label,), clip_denoised=clip_denoised,
                                       device=device, progress=False)
@@ -210,9 +210,6 @@ def save_interpolation(out_dir, mode, result, record):
     :param record: a JSON-serialisable dict (flags, seed, sources, label).
     :return: the npz path.
     """
-    from ..runtime.fileio import atomic_savez, atomic_write
-    from .grid import save_grid
-
     images = result["images"]
     stem = os.path.join(out_dir, f"interp_{mode}_" + "x".join(str(s) for s in images.shape))
     atomic_savez(stem + ".npz", arr_0=images, lambdas=np.asarray(result["lambdas"], dtype=np.float64))

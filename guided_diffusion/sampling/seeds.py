@@ -11,6 +11,7 @@ the CPU.
 """
 
 import numpy as np
+import torch
 
 NOISE_STREAM = 0
 LABEL_STREAM = 1
@@ -30,8 +31,6 @@ def derive_seed(seed, index, stream):
 
 
 def _generator(seed, index, stream, device="cpu"):
-    import torch
-
     g = torch.Generator(device=device)
     g.manual_seed(derive_seed(seed, index, stream))
     return g
@@ -51,15 +50,11 @@ class PerSampleNoise:
     """
 
     def __init__(self, seed, indices, device="cpu"):
-        import torch
-
         self.indices = [int(i) for i in indices]
         self.device = torch.device(device)
         self._gens = [_generator(seed, i, NOISE_STREAM, self.device) for i in self.indices]
 
     def _draw(self, row_shape, device, dtype):
-        import torch
-
         rows = [torch.randn(tuple(row_shape), generator=g, dtype=torch.float32, device=self.device)
                 for g in self._gens]
         return torch.stack(rows).to(device=device, dtype=dtype)
@@ -72,8 +67,6 @@ class PerSampleNoise:
         :param device: where the tensor goes (default: the generators' device).
         :return: a float32 tensor of `shape`.
         """
-        import torch
-
         if shape[0] != len(self.indices):
             raise ValueError(f"batch shape {tuple(shape)} does not match {len(self.indices)} sample indices")
         return self._draw(shape[1:], device or self.device, torch.float32)
@@ -101,8 +94,6 @@ def random_labels(seed, indices, num_classes):
     :param num_classes: labels are drawn from [0, num_classes).
     :return: an int64 numpy array [len(indices)].
     """
-    import torch
-
     if num_classes <= 0:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     out = [

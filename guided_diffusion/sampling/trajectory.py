@@ -23,6 +23,10 @@ import os
 import numpy as np
 import torch as th
 
+from ..data.pixels import to_uint8_nhwc
+from ..runtime.fileio import atomic_savez
+from .grid import save_grid
+
 
 def check_num_frames(num_frames, num_timesteps):
     """
@@ -158,10 +162,6 @@ def save_strips(stem, recorder, timestep_map=None):
     :param timestep_map: a respaced process's original timesteps (SpacedDiffusion's), if any.
     :return: the two PNG paths.
     """
-    from ..data.pixels import to_uint8_nhwc
-    from ..runtime.fileio import atomic_savez
-    from .grid import save_grid
-
     x_t, x0 = recorder.frames()
     rows, k = x_t.shape[:2]
     captions = frame_captions(recorder.timesteps, timestep_map) * rows
