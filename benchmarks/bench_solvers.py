@@ -1,25 +1,33 @@
 """
 Guided-sampling quality against cost for each sampler on the trained digits models: for every
 sampler and step count, classifier-guided samples at --classifier_scale, their FID against the
-held-out digits (evaluations package), the judge's accuracy (the clean classifier of
-scoring/judge.py) and seconds per sample; a markdown and JSON table and a PNG plot of FID
-against the number of model evaluations.
+held-out digits (evaluations package), the independent pixel judge's accuracy (k-NN on grey
+pixels, fitted on the training digits only: scoring/pixel_judge.py) and seconds per sample; a
+markdown and JSON table and a PNG plot of FID against the number of model evaluations.
 
     python benchmarks/bench_solvers.py --run_dir demo_out           # 4 samplers x 7 step counts
     python benchmarks/bench_solvers.py --run_dir demo_out --num_samples 16 --steps 10,20
 
---run_dir is a `make demo` output folder: diffusion/, guide/ and judge/ (each with its training
-script's args.json; the latest EMA / model checkpoint is used) and reference_heldout_<size>px.npz.
-Every point uses the same seed and balanced labels, so sample i starts from the same x_T and
-asks for the same digit under every sampler. ancestral and ddim step over the original's evenly
-spaced `--timestep_respacing N`, the DPM-Solver++ samplers over --dpm_grid (default logsnr:
-uniform in log-SNR). Each step is one UNet call plus one classifier gradient, so the number of
-model evaluations equals the step count. Finished points are kept in the JSON file and skipped
-when the run is repeated with the same settings.
+--run_dir is a `make demo` output folder: diffusion/ (the class-conditional base model trained
+with label dropout) and guide/ (the noisy classifier), each with its training script's args.json
+(the latest EMA / model checkpoint is used), and reference_heldout_<size>px.npz. The networks
+are built from the flags in those args.json files, so the base model gets its null-label row and
+classifier guidance runs on its null-label branch, as in classifier_sample.py.
+
+Every point uses the same seed and balanced labels, so sample i starts from the same x_T and asks
+for the same digit under every sampler. ancestral and ddim step over the original's evenly spaced
+`--timestep_respacing N`, the DPM-Solver++ samplers over --dpm_grid (default logsnr: uniform in
+log-SNR). Each step is one UNet call plus one classifier gradient, so the number of model
+evaluations equals the step count. The table's first line is the floor: FID of --num_samples real
+training digits against the held-out ones (what FID reads when nothing is wrong at this sample
+size), with the judge's accuracy on the held-out digits (on training digits it is 1 by
+construction). Finished points are kept in results.json and skipped when the run is repeated with
+the same settings and checkpoints. One process; torch uses --threads (default: every core).
 """
 
 import argparse
 import glob
+import inspect
 import json
 import os
 import re
@@ -30,24 +38,23 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 import torch as th
+from _timing import add_device_flags, start, sync
 
-from evaluations.batch_stats import BatchStats, batch_frechet_distance, load_batch
+from evaluations.batch_stats import BatchStats, batch_frechet_distance
 from evaluations.features import FeatureExtractor
 from evaluations.fid import compute_statistics
-from guided_diffusion.runtime import distributed as dist_util
-from guided_diffusion.sampling.generate import generate_samples
+from guided_diffusion.config.defaults import classifier_defaults, model_and_diffusion_defaults
+from guided_diffusion.config.factory import create_classifier, create_model_and_diffusion, diffusion_from_flags
+from guided_diffusion.data.digits import NUM_DIGIT_CLASSES, digits_images
+from guided_diffusion.runtime.precision import describe_cpu
+from guided_diffusion.sampling.generate import generate_samples, respace
 from guided_diffusion.sampling.loading import load_for_inference
-from guided_diffusion.scoring.judge import judge
-from guided_diffusion.script_util import (
-    classifier_defaults,
-    create_classifier,
-    create_model_and_diffusion,
-    model_and_diffusion_defaults,
-)
+from guided_diffusion.scoring.judge import read_labelled_batch
+from guided_diffusion.scoring.pixel_judge import digits_judge
 
-NUM_CLASSES = 10
 SAMPLERS = ("ancestral", "ddim", "dpm++2m", "dpm++3m")
 STEPS = (10, 15, 20, 25, 50, 100, 250)
+JUDGE_LABEL = "independent judge (pixel k-NN)"
 COLOURS = {"ancestral": (31, 119, 180), "ddim": (255, 127, 14), "dpm++2m": (44, 160, 44),
            "dpm++3m": (214, 39, 40), "dpm++2m-sde": (148, 103, 189)}
 
@@ -63,30 +70,41 @@ def latest_checkpoint(folder, pattern):
     return max(found)[1]
 
 
-def load_network(folder, kind):
+def read_flags(folder, defaults):
     """
-    Build the network of one training folder from its args.json and load its latest checkpoint.
+    The flags a training run recorded in `folder`/args.json, restricted to the keys of
+    `defaults` (a dict) and completed by them.
 
-    :param kind: "model" (diffusion, latest EMA) or "classifier" (latest model file).
-    :return: (network in eval mode on this device, its flags dict).
+    :return: (flags dict, the whole args.json dict).
     """
     args_path = os.path.join(folder, "args.json")
     if not os.path.exists(args_path):
         raise ValueError(f"--run_dir: {args_path} is missing (is this a `make demo` output folder?)")
     with open(args_path) as f:
         saved = json.load(f)
+    return {k: saved.get(k, v) for k, v in defaults.items()}, saved
+
+
+def load_network(folder, kind, device):
+    """
+    Build the network of one training folder from its args.json and load its latest checkpoint.
+
+    :param kind: "model" (the diffusion model, latest EMA of the first rate) or "classifier"
+                 (latest model file).
+    :return: (network in eval mode on `device`, its flags dict, checkpoint path).
+    """
     if kind == "model":
-        flags = {k: saved.get(k, v) for k, v in model_and_diffusion_defaults().items()}
-        net, _ = create_model_and_diffusion(**flags)
-        path = latest_checkpoint(folder, f"ema_{str(saved.get('ema_rate', '0.9999')).split(',')[0]}_%06d.pt")
-        use_fp16 = flags["use_fp16"]
+        flags, saved = read_flags(folder, model_and_diffusion_defaults())
+        net, _ = create_model_and_diffusion(**dict(flags, timestep_respacing=""))
+        rate = str(saved.get("ema_rate", "0.9999")).split(",")[0]
+        path, use_fp16 = latest_checkpoint(folder, f"ema_{rate}_%06d.pt"), flags["use_fp16"]
     else:
-        flags = {k: saved.get(k, v) for k, v in classifier_defaults().items()}
+        flags, _ = read_flags(folder, classifier_defaults())
         net, path = create_classifier(**flags), latest_checkpoint(folder, "model%06d.pt")
         use_fp16 = flags["classifier_use_fp16"]
-    load_for_inference(net, path, flags, kind, "--run_dir", use_fp16)
+    load_for_inference(net, path, flags, kind, "--run_dir", use_fp16).to(device)
     print(f"loaded {path}")
-    return net, flags
+    return net, flags, path
 
 
 def inception_stats(extractor, images):
@@ -97,48 +115,94 @@ def inception_stats(extractor, images):
 
 
 def respacing_for(sampler, steps, dpm_grid):
+    """The --timestep_respacing string of `steps` steps for `sampler`."""
     return f"{dpm_grid}{steps}" if sampler.startswith("dpm++") and dpm_grid != "uniform" else str(steps)
 
 
-def run_point(nets, sampler, steps, args, extractor, ref_stats):
+def judge_columns(report):
+    """The table's judge columns from a pixel_judge.JudgeReport."""
+    return dict(accuracy=report.accuracy, accuracy_se=report.accuracy_stderr, on_manifold=report.on_manifold)
+
+
+def floor_batch(image_size, num_samples, seed):
+    """
+    `num_samples` distinct training digits, drawn without replacement by `seed` (the demo's
+    floor batch for the same seed).
+
+    :return: (uint8 [N, image_size, image_size, 3], int64 [N] labels).
+    """
+    images, labels, _ = digits_images("train", image_size)
+    if num_samples > len(labels):
+        raise ValueError(f"--num_samples {num_samples}: the real-vs-real floor needs that many training "
+                         f"digits and there are {len(labels)}; use --num_samples <= {len(labels)}")
+    pick = np.random.RandomState(seed).permutation(len(labels))[:num_samples]
+    return images[pick], labels[pick]
+
+
+def real_floor(ctx, args):
+    """The floor line: FID of --num_samples training digits against the held-out ones."""
+    images, _ = floor_batch(ctx["image_size"], args.num_samples, args.seed)
+    fid = batch_frechet_distance(inception_stats(ctx["extractor"], images), ctx["ref_stats"], "pool", method="fast")
+    held_out, held_out_labels = ctx["reference"]
+    return dict(sampler=f"real vs real ({args.num_samples} train vs {len(held_out)} held-out)", grid="-",
+                evaluations=0, fid=float(fid), **judge_columns(ctx["judge"].score(held_out, held_out_labels)))
+
+
+def precision_kwargs(precision):
+    """generate_samples' `precision=` for --precision (nothing for fp32, the networks as they are)."""
+    if precision == "fp32":
+        return {}
+    if "precision" not in inspect.signature(generate_samples).parameters:
+        raise ValueError(f"--precision {precision}: generate_samples in this checkout has no precision= "
+                         f"argument; use --precision fp32")
+    return dict(precision=precision)
+
+
+def run_point(ctx, sampler, steps, args):
     """Sample, time and score one (sampler, steps) point; :return: its table row (a dict)."""
     respacing = respacing_for(sampler, steps, args.dpm_grid)
-    _, diffusion = create_model_and_diffusion(**dict(nets["model_flags"], timestep_respacing=respacing))
-    if dist_util.dev().type == "cuda":
-        th.cuda.synchronize()
-    start = time.perf_counter()
+    diffusion = respace(ctx["diffusion"], respacing)
+    sync(ctx["device"])
+    began = time.perf_counter()
     images, labels = generate_samples(
-        nets["model"], diffusion, num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
-        sampler=sampler, classifier=nets["guide"], classifier_scale=args.classifier_scale, labels="balanced",
-        num_classes=NUM_CLASSES, device=dist_util.dev(), progress=True,
+        ctx["model"], diffusion, num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
+        sampler=sampler, classifier=ctx["guide"], classifier_scale=args.classifier_scale, labels="balanced",
+        num_classes=NUM_DIGIT_CLASSES, device=ctx["device"], progress=True, **precision_kwargs(args.precision),
     )
-    if dist_util.dev().type == "cuda":
-        th.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / args.num_samples
-    fid = batch_frechet_distance(inception_stats(extractor, images), ref_stats, "pool", method="fast")
-    accuracy, _ = judge(nets["judge"], images, labels, args.batch_size, NUM_CLASSES, dist_util.dev())
-    return dict(sampler=sampler, steps=steps, grid=respacing, evaluations=diffusion.num_timesteps,
-                fid=float(fid), accuracy=float(accuracy), seconds_per_sample=seconds)
+    sync(ctx["device"])
+    seconds = (time.perf_counter() - began) / args.num_samples
+    fid = batch_frechet_distance(inception_stats(ctx["extractor"], images), ctx["ref_stats"], "pool", method="fast")
+    return dict(sampler=sampler, steps=steps, grid=respacing, evaluations=diffusion.num_timesteps, fid=float(fid),
+                seconds_per_sample=seconds, **judge_columns(ctx["judge"].score(images, labels)))
 
 
-def format_table(rows, baseline):
-    """Markdown table; `baseline` (a row or None) gives the FID and time ratios."""
-    lines = ["| sampler | grid | model evals | FID | judge accuracy | s / sample | FID / baseline | time / baseline |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ratios = ("-", "-") if baseline is None else (
-            f"{r['fid'] / baseline['fid']:.3f}", f"{r['seconds_per_sample'] / baseline['seconds_per_sample']:.3f}")
-        lines.append(f"| {r['sampler']} | {r['grid']} | {r['evaluations']} | {r['fid']:.3f} | {r['accuracy']:.3f} | "
-                     f"{r['seconds_per_sample']:.4f} | {ratios[0]} | {ratios[1]} |")
+def format_row(r, baseline):
+    """One markdown line; `baseline` (a row or None) gives the FID and time ratios."""
+    seconds = r.get("seconds_per_sample")
+    fid_ratio = "-" if baseline is None else f"{r['fid'] / baseline['fid']:.3f}"
+    time_ratio = "-" if baseline is None or seconds is None else f"{seconds / baseline['seconds_per_sample']:.3f}"
+    return (f"| {r['sampler']} | {r['grid']} | {r['evaluations'] or '-'} | {r['fid']:.3f} | "
+            f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f} | {r['on_manifold']:.3f} | "
+            f"{'-' if seconds is None else f'{seconds:.4f}'} | {fid_ratio} | {time_ratio} |")
+
+
+def format_table(rows, baseline, floor=None):
+    """Markdown table, the floor line (a row without timing, or None) first."""
+    lines = [f"| sampler | grid | model evals | FID | {JUDGE_LABEL} | on manifold | s / sample | FID / baseline "
+             f"| time / baseline |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [format_row(r, baseline) for r in ([floor] if floor else []) + list(rows)]
     return "\n".join(lines)
 
 
-def plot_fid(rows, path, size=(840, 480), margin=60, legend_width=130):
-    """PNG line plot of FID (linear) against model evaluations (log axis), one line per sampler."""
+def plot_fid(rows, path, floor_fid=None, size=(840, 480), margin=60, legend_width=130):
+    """
+    PNG line plot of FID (linear) against model evaluations (log axis), one line per sampler,
+    and the real-vs-real floor as a grey horizontal line when `floor_fid` is given.
+    """
     from PIL import Image, ImageDraw
 
     xs = np.log([r["evaluations"] for r in rows])
-    ys = np.array([r["fid"] for r in rows])
+    ys = np.array([r["fid"] for r in rows] + ([floor_fid] if floor_fid is not None else []))
     x_lo, x_hi = xs.min() - 0.1, xs.max() + 0.1
     y_lo, y_hi = 0.0, max(ys.max() * 1.05, 1e-6)
     w, h = size
@@ -160,10 +224,13 @@ def plot_fid(rows, path, size=(840, 480), margin=60, legend_width=130):
         draw.text((4, py - 6), f"{y:.3g}", fill=(0, 0, 0))
     draw.text(((w - legend_width) // 2 - 70, h - 22), "model evaluations (log)", fill=(0, 0, 0))
     draw.text((margin, 20), "FID vs model evaluations", fill=(0, 0, 0))
+    if floor_fid is not None:
+        _, py = to_px(x_lo, floor_fid)
+        draw.line([margin, py, w - margin - legend_width, py], fill=(150, 150, 150), width=1)
+        draw.text((w - margin - legend_width + 12, py - 6), "real vs real", fill=(120, 120, 120))
     for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in rows)):
         colour = COLOURS.get(sampler, (0, 0, 0))
-        points = [to_px(np.log(r["evaluations"]), r["fid"]) for r in rows if r["sampler"] == sampler]
-        points.sort()
+        points = sorted(to_px(np.log(r["evaluations"]), r["fid"]) for r in rows if r["sampler"] == sampler)
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         for px, py in points:
@@ -172,7 +239,7 @@ def plot_fid(rows, path, size=(840, 480), margin=60, legend_width=130):
     img.save(path)
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--run_dir", default="demo_out", help="a `make demo` output folder")
     p.add_argument("--samplers", default=",".join(SAMPLERS))
@@ -182,10 +249,13 @@ def parse_args():
     p.add_argument("--classifier_scale", type=float, default=4.0)
     p.add_argument("--dpm_grid", default="logsnr", choices=["logsnr", "karras", "uniform"],
                    help="step grid of the dpm++ samplers (ancestral and ddim keep the original's)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16", "fp16"],
+                   help="passed to generate_samples as precision= (fp32: the networks as they are)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output_dir", default="", help="default: <run_dir>/bench_solvers")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads on CPU (0: torch default)")
-    args = p.parse_args()
+    add_device_flags(p, device="cuda" if th.cuda.is_available() else "cpu")
+    p.set_defaults(threads=len(os.sched_getaffinity(0)))  # one process, every core
+    args = p.parse_args(argv)
     args.samplers = [s for s in args.samplers.split(",") if s]
     args.steps = [int(s) for s in args.steps.split(",") if s]
     if args.num_samples < 2 or args.batch_size < 1:
@@ -193,45 +263,75 @@ def parse_args():
     return args
 
 
-def main():
-    args = parse_args()
-    if args.threads:
-        th.set_num_threads(args.threads)
-    out_dir = args.output_dir or os.path.join(args.run_dir, "bench_solvers")
-    os.makedirs(out_dir, exist_ok=True)
-    model, model_flags = load_network(os.path.join(args.run_dir, "diffusion"), "model")
-    nets = dict(model=model, model_flags=model_flags,
-                guide=load_network(os.path.join(args.run_dir, "guide"), "classifier")[0],
-                judge=load_network(os.path.join(args.run_dir, "judge"), "classifier")[0])
-    extractor = FeatureExtractor(device=dist_util.dev())
-    reference = os.path.join(args.run_dir, f"reference_heldout_{model_flags['image_size']}px.npz")
+def load_context(args, device):
+    """Networks, base diffusion, judge, feature extractor and reference statistics, loaded once."""
+    model, model_flags, model_path = load_network(os.path.join(args.run_dir, "diffusion"), "model", device)
+    guide, _, guide_path = load_network(os.path.join(args.run_dir, "guide"), "classifier", device)
+    size = model_flags["image_size"]
+    reference = os.path.join(args.run_dir, f"reference_heldout_{size}px.npz")
     if not os.path.exists(reference):
         raise ValueError(f"--run_dir: {reference} is missing (make demo writes it)")
-    ref_stats = load_batch(reference, lambda: extractor, desc="reference features")
+    ref_images, ref_labels = read_labelled_batch(reference)
+    extractor = FeatureExtractor(device=device)
+    diffusion = diffusion_from_flags(dict(model_flags, timestep_respacing=""))
+    return dict(model=model, guide=guide, diffusion=diffusion, device=device, image_size=size, extractor=extractor,
+                judge=digits_judge(size), reference=(ref_images, ref_labels),
+                ref_stats=inception_stats(extractor, ref_images),
+                checkpoints={p: os.path.getmtime(p) for p in (model_path, guide_path, reference)})
+
+
+def load_results(json_path, settings):
+    """:return: (rows, floor) saved under the same settings, else ([], None)."""
+    if not os.path.exists(json_path):
+        return [], None
+    with open(json_path) as f:
+        saved = json.load(f)
+    if saved.get("settings") != settings:
+        return [], None
+    return saved["rows"], saved.get("floor")
+
+
+def write_outputs(out_dir, rows, floor, settings, args):
+    """results.md and fid_vs_evaluations.png; :return: the table."""
+    rows.sort(key=lambda r: (r["sampler"], r["evaluations"]))
+    baseline = next((r for r in rows if r["sampler"] == "ancestral" and r["steps"] == max(args.steps)), None)
+    table = format_table(rows, baseline, floor)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(f"{table}\n\nbaseline: {baseline['grid'] + '-step ancestral' if baseline else 'none'}; "
+                f"judge on the floor line: the held-out digits; {settings}\n")
+    plot_fid(rows, os.path.join(out_dir, "fid_vs_evaluations.png"), floor_fid=floor["fid"])
+    return table
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = start(args)
+    out_dir = args.output_dir or os.path.join(args.run_dir, "bench_solvers")
+    os.makedirs(out_dir, exist_ok=True)
+    ctx = load_context(args, device)
     settings = dict(run_dir=os.path.abspath(args.run_dir), num_samples=args.num_samples, seed=args.seed,
-                    classifier_scale=args.classifier_scale, dpm_grid=args.dpm_grid)
+                    classifier_scale=args.classifier_scale, dpm_grid=args.dpm_grid, precision=args.precision,
+                    checkpoints=ctx["checkpoints"])
     json_path = os.path.join(out_dir, "results.json")
-    rows = []
-    if os.path.exists(json_path):
-        with open(json_path) as f:
-            saved = json.load(f)
-        rows = saved["rows"] if saved.get("settings") == settings else []
-    print(f"device={dist_util.dev()} threads={th.get_num_threads()} {settings}")
+    rows, floor = load_results(json_path, settings)
+    machine = dict(device=str(device), threads=th.get_num_threads(), cpu=describe_cpu())
+    print(f"{machine} {settings}")
+
+    def save():
+        with open(json_path, "w") as f:
+            json.dump(dict(settings=settings, machine=machine, floor=floor, rows=rows), f, indent=2)
+
+    if floor is None:
+        floor = real_floor(ctx, args)
+        save()
     for sampler in args.samplers:
         for steps in args.steps:
             if any(r["sampler"] == sampler and r["steps"] == steps for r in rows):
                 continue
-            rows.append(run_point(nets, sampler, steps, args, extractor, ref_stats))
-            print(format_table(rows[-1:], None).splitlines()[-1], flush=True)
-            with open(json_path, "w") as f:
-                json.dump(dict(settings=settings, rows=rows), f, indent=2)
-    rows.sort(key=lambda r: (r["sampler"], r["evaluations"]))
-    baseline = next((r for r in rows if r["sampler"] == "ancestral" and r["steps"] == max(args.steps)), None)
-    table = format_table(rows, baseline)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(f"{table}\n\nbaseline: {baseline['grid'] + '-step ancestral' if baseline else 'none'}; "
-                f"{settings}\n")
-    plot_fid(rows, os.path.join(out_dir, "fid_vs_evaluations.png"))
+            rows.append(run_point(ctx, sampler, steps, args))
+            print(format_row(rows[-1], None), flush=True)
+            save()
+    table = write_outputs(out_dir, rows, floor, settings, args)
     print(f"\n{table}\n\nwrote {out_dir}/results.md, results.json, fid_vs_evaluations.png")
 
 

@@ -1,0 +1,140 @@
+"""benchmarks/bench_solvers.py on a tiny fake `make demo` folder (random networks, no Inception)."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch as th
+from PIL import Image
+from sample_helpers import CLASSIFIER_FLAGS, MODEL_FLAGS, one_thread, perturb
+
+from guided_diffusion.config.defaults import classifier_defaults, model_and_diffusion_defaults
+from guided_diffusion.config.factory import create_classifier, create_model_and_diffusion
+from guided_diffusion.data.digits import digits_images, write_reference_npz
+from guided_diffusion.scoring.pixel_judge import digits_judge
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks")
+
+
+def _load_bench():
+    sys.path.insert(0, BENCH_DIR)  # the benchmarks import their shared _timing module by name
+    spec = importlib.util.spec_from_file_location("bench_solvers", os.path.join(BENCH_DIR, "bench_solvers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+
+class PixelFeatures:
+    """Stands in for the Inception extractor: the images' pixels as features."""
+
+    def __init__(self, device=None):
+        pass
+
+    def __call__(self, images):
+        feats = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
+        return {"pool": feats, "spatial": feats}
+
+
+def write_run_dir(folder):
+    """A `make demo`-shaped folder: diffusion/ (class-conditional, label dropout), guide/, held-out npz."""
+    model_flags = dict(model_and_diffusion_defaults(), **MODEL_FLAGS)
+    model_flags.update(timestep_respacing="", learn_sigma=True, class_cond=True, num_classes=10,
+                       class_dropout_prob=0.15)
+    guide_flags = dict(classifier_defaults(), image_size=8, **CLASSIFIER_FLAGS, num_classes=10)
+    th.manual_seed(0)
+    for name, net, flags, files in (
+        ("diffusion", create_model_and_diffusion(**model_flags)[0], dict(model_flags, ema_rate="0.995"),
+         ("ema_0.995_000004.pt", "ema_0.995_000010.pt", "model000010.pt")),
+        ("guide", create_classifier(**guide_flags), guide_flags, ("model000006.pt",)),
+    ):
+        os.makedirs(folder / name)
+        with open(folder / name / "args.json", "w") as f:
+            json.dump(flags, f)
+        for file in files:
+            th.save(perturb(net, 1, 0.02).state_dict(), folder / name / file)
+    write_reference_npz(str(folder / "reference_heldout_8px.npz"), 8, split="heldout")
+    return folder
+
+
+def test_latest_checkpoint_picks_the_largest_step_of_the_pattern(tmp_path):
+    for name in ("ema_0.995_000010.pt", "ema_0.995_000200.pt", "ema_0.9999_000300.pt", "model000500.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert bench.latest_checkpoint(str(tmp_path), "ema_0.995_%06d.pt") == str(tmp_path / "ema_0.995_000200.pt")
+    assert bench.latest_checkpoint(str(tmp_path), "model%06d.pt") == str(tmp_path / "model000500.pt")
+    with pytest.raises(ValueError, match="--run_dir: no ema_0.99_NNNNNN.pt"):
+        bench.latest_checkpoint(str(tmp_path), "ema_0.99_%06d.pt")
+
+
+def test_floor_batch_draws_training_digits_without_replacement():
+    train, train_labels, _ = digits_images("train", 8)
+    everything, labels = bench.floor_batch(8, len(train), seed=3)
+    order = lambda imgs: np.lexsort(imgs.reshape(len(imgs), -1).T)  # noqa: E731
+    assert np.array_equal(everything[order(everything)], train[order(train)])
+    assert np.array_equal(np.bincount(labels, minlength=10), np.bincount(train_labels, minlength=10))
+    a, b, c = (bench.floor_batch(8, 50, seed)[0] for seed in (0, 0, 1))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    with pytest.raises(ValueError, match=f"--num_samples {len(train) + 1}"):
+        bench.floor_batch(8, len(train) + 1, seed=0)
+
+
+def test_base_model_is_built_with_its_null_label_row(tmp_path):
+    run = write_run_dir(tmp_path / "run")
+    model, flags, path = bench.load_network(str(run / "diffusion"), "model", th.device("cpu"))
+    assert path.endswith("ema_0.995_000010.pt")
+    assert flags["class_dropout_prob"] == 0.15 and model.label_emb.weight.shape[0] == 11
+
+
+def test_table_puts_the_floor_first_and_divides_by_the_baseline():
+    base = dict(sampler="ancestral", grid="250", evaluations=250, fid=10.0, accuracy=0.9, accuracy_se=0.03,
+                on_manifold=0.95, seconds_per_sample=2.0)
+    fast = dict(base, sampler="dpm++2m", grid="logsnr20", evaluations=20, fid=10.5, seconds_per_sample=0.25)
+    floor = dict(sampler="real vs real (100 train vs 300 held-out)", grid="-", evaluations=0, fid=4.0,
+                 accuracy=0.96, accuracy_se=0.011, on_manifold=1.0)
+    header, _, floor_line, base_line, fast_line = bench.format_table([base, fast], base, floor).splitlines()
+    assert bench.JUDGE_LABEL in header
+    assert floor_line == "| real vs real (100 train vs 300 held-out) | - | - | 4.000 | 0.960 ± 0.011 | 1.000 | - | 0.400 | - |"
+    assert base_line.endswith("| 2.0000 | 1.000 | 1.000 |")
+    assert fast_line == "| dpm++2m | logsnr20 | 20 | 10.500 | 0.900 ± 0.030 | 0.950 | 0.2500 | 1.050 | 0.125 |"
+
+
+@pytest.mark.slow  # three benchmark runs: about 10 s of CPU
+def test_bench_scores_resumes_and_restarts_on_new_settings(tmp_path, monkeypatch):
+    run = write_run_dir(tmp_path / "run")
+    monkeypatch.setattr(bench, "FeatureExtractor", PixelFeatures)
+    produced = []
+
+    def counting(*args, **kwargs):
+        produced.append(real(*args, **kwargs))
+        return produced[-1]
+
+    real = bench.generate_samples
+    monkeypatch.setattr(bench, "generate_samples", counting)
+    out = tmp_path / "out"
+    common = ["--run_dir", str(run), "--output_dir", str(out), "--num_samples", "4", "--batch_size", "4",
+              "--samplers", "ddim,dpm++2m", "--device", "cpu", "--threads", "1"]
+    bench.main(common + ["--steps", "3,4"])
+    first = json.loads((out / "results.json").read_text())
+    assert [(r["sampler"], r["steps"], r["evaluations"]) for r in first["rows"]] == [
+        ("ddim", 3, 3), ("ddim", 4, 4), ("dpm++2m", 3, 3), ("dpm++2m", 4, 4)]
+    judge = digits_judge(8)
+    for (images, labels), row in zip(produced, first["rows"]):
+        assert np.array_equal(labels, np.arange(4) % 10)
+        assert row["accuracy"] == judge.score(images, labels).accuracy
+    held_out = np.load(run / "reference_heldout_8px.npz")
+    assert first["floor"]["accuracy"] == judge.score(held_out["arr_0"], held_out["arr_1"]).accuracy
+    table = (out / "results.md").read_text()
+    assert bench.JUDGE_LABEL in table and "| real vs real (4 train vs 300 held-out) |" in table
+    assert Image.open(out / "fid_vs_evaluations.png").size == (840, 480)
+
+    bench.main(common + ["--steps", "3,4,5"])
+    second = json.loads((out / "results.json").read_text())
+    assert len(produced) == 6 and second["rows"][:4] == first["rows"] and second["floor"] == first["floor"]
+    bench.main(common + ["--steps", "3", "--classifier_scale", "2"])
+    assert len(produced) == 8 and len(json.loads((out / "results.json").read_text())["rows"]) == 2
