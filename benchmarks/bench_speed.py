@@ -156,7 +156,7 @@ def bench_model(name, spec, configs, args, device):
     for config, r in runners.items():  # before any training step changes the weights
         r.set_layout()
         outputs[config] = r.evaluate().float()
-    for rnd in range(args.repeats + 1):  # round 0 warms up (and compiles)
+    for rnd in range(1 - args.warmup, args.repeats + 1):  # round 0 warms up (and compiles)
         for config, r in runners.items():
             r.set_layout()
             times = dict(eval=timed(r.evaluate, device, args.clock), guided=timed(r.guided_step, device, args.clock))
@@ -175,6 +175,8 @@ def bench_model(name, spec, configs, args, device):
         best[config]["precision"] = runners[config].resolution.precision
         base = outputs.get(BASELINE)
         best[config]["rel_diff"] = rel_diff(outputs[config], base) if base is not None else float("nan")
+    if args.skip_overlap:
+        return best, None
     return best, bench_overlap(runners.get("auto") or runners[configs[0]], args, device)
 
 
@@ -260,7 +262,10 @@ def print_table(results, clock):
             print(f"| {name} | {config} | {row['precision']} | {row['eval']:.3f} | {row['guided']:.3f} | "
                   f"{row.get('train', float('nan')):.3f} | {ratio('eval')} | {ratio('guided')} | {ratio('train')} | "
                   f"{row['rel_diff']:.1e} |")
-    for name, (_, (seq, ovl)) in results.items():
+    for name, (_, overlap) in results.items():
+        if overlap is None:
+            continue
+        seq, ovl = overlap
         print(f"\n{name}: UNet forward + classifier gradient, wall clock: sequential {seq:.3f} s, overlapped in two "
               f"threads {ovl:.3f} s: {seq / ovl:.2f}x")
 
@@ -275,6 +280,9 @@ def main():
                         help="cpu: process CPU time, steadier than wall time on a shared machine (use with --threads 1)")
     parser.add_argument("--skip_train", action="store_true")
     parser.add_argument("--skip_attention", action="store_true")
+    parser.add_argument("--skip_overlap", action="store_true")
+    parser.add_argument("--warmup", type=int, choices=(0, 1), default=1,
+                        help="1: an untimed first round (needed for compiled configurations); 0: every round timed")
     args = parser.parse_args()
     device = start(args)
     support = precision.detect_support(device)

@@ -18,7 +18,7 @@ CPU_CLASS_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 # einsum formula at the UNet's attention shapes.
 SDPA_FASTER = {
     ("cpu-avx2", th.float32): False,  # 0.86-0.89x at 256-1024 tokens (bench_model.py)
-    # AMD EPYC (avx512_bf16), bench_speed.py 2026-11: see benchmarks/README.md
+    # AMD EPYC (avx512_bf16), bench_speed.py 2026-12-03: see benchmarks/README.md ("Speed")
     ("cpu-avx512_bf16", th.float32): False,
     ("cpu-avx512_bf16", th.bfloat16): False,
 }
