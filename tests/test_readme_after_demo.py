@@ -136,7 +136,8 @@ def test_every_command_runs_on_the_quick_demo_and_writes_what_it_says(demo):
     rewrite = _step_shift(finals)
     variables = "\n".join(f'{k}="{" ".join(v)}"' for k, v in _assignments().items())
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-               GUIDED_DIFFUSION_CACHE=os.path.join(out, "cache"), PYTHONPATH=REPO)
+               GUIDED_DIFFUSION_CACHE=os.path.join(out, "cache"), PYTHONPATH=REPO,
+               OMP_NUM_THREADS="1")  # tiny convolutions: extra threads only fight the other tests for cores
     ran = 0
     for block in _blocks():
         for command, comments in _commands(block):
