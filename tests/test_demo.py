@@ -7,12 +7,15 @@ import sys
 
 import pytest
 
+from guided_diffusion.demo.recipe import ROWS
+from sample_helpers import run_in_process
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _demo(out):
-    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), "--quick", "--output_dir", out],
-                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+def _demo(out, *extra):
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), "--quick", "--output_dir", out,
+                           *extra], cwd=REPO, capture_output=True, text=True, timeout=1800)
 
 
 @pytest.mark.slow
@@ -22,18 +25,29 @@ def test_quick_demo_writes_table_and_grids_then_reuses_everything(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
-    rows = results["runs"]
-    assert 0.0 <= results["judge_accuracy_heldout"] <= 1.0
-    assert [r["run"] for r in rows] == ["scale_0", "scale_1", "scale_4", "ddim_scale_4"]
-    assert [r["scale"] for r in rows] == [0.0, 1.0, 4.0, 4.0]
+    rows = results["rows"]
+    assert [r["run"] for r in rows] == [row.name for row in ROWS]
+    for row in rows + [results["floor"]]:
+        assert 0.0 <= row["judge"] <= 1.0 and 0.0 <= row["Precision"] <= 1.0 and 0.0 <= row["Recall"] <= 1.0
+        assert row["FID"] >= 0.0 and abs(sum(row["histogram"]) - 1.0) < 1e-6
     for row in rows:
-        assert os.path.exists(row["grid"])
-        assert 0.0 <= row["Accuracy"] <= 1.0 and 0.0 <= row["Precision"] <= 1.0 and 0.0 <= row["Recall"] <= 1.0
-        assert row["FID"] >= 0.0
+        assert os.path.exists(row["grid"]) and row["nfe"] >= row["steps"] and row["seconds_per_sample"] > 0
+    assert results["floor"]["judge"] >= 0.9  # the held-out real digits, whatever the quick models do
     second = _demo(out)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("reusing") >= 1 + 3 + 2 * len(rows)  # data, 3 checkpoints, samples + scores
+    assert second.stdout.count("reusing") >= 2 + 2 * len(rows) + 1  # 2 checkpoints, samples + scores, floor
     assert "image_train.py" not in second.stdout and "classifier_sample.py" not in second.stdout
     assert "evaluator.py" not in second.stdout
     with open(os.path.join(out, "results.json")) as f:
-        assert json.load(f)["runs"] == rows
+        assert json.load(f)["rows"] == rows
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--recipe", '{"train_stepz": 5}'], "unknown recipe field(s) train_stepz"),
+    (["--recipe", "{oops"], "--recipe must be a JSON object"),
+    (["--rows", "scale_9"], "--rows: unknown row(s) scale_9"),
+])
+def test_bad_recipe_and_rows_exit_2_naming_them(tmp_path, monkeypatch, capsys, extra, message):
+    code, _, err = run_in_process("demo.py", ["--output_dir", tmp_path / "never", *extra], monkeypatch, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not os.path.exists(tmp_path / "never")

@@ -1,0 +1,157 @@
+"""
+What `make demo` trains and samples: the recipe (model, guide and training budget) and the rows
+of its table (which script, which guidance, which sampler). `benchmarks/bench_demo_recipe.py`
+varies the recipe's fields; the defaults below are the recipe it chose.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..diffusion.respacing import space_timesteps
+
+IMAGE_SIZE = 8  # the digits' native 8x8
+NUM_CLASSES = 10
+RANKS = 2  # MPI processes for training and sampling, one per core of a 2-core machine
+DIFFUSION_STEPS = 1000
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """
+    Every knob of the demo's training and sampling budget. Batch sizes are global (split over
+    the ranks); step counts are optimizer steps.
+    """
+
+    # base model: class-conditional with label dropout, so that one checkpoint serves classifier
+    # guidance (on its null label) and classifier-free guidance (on its labels)
+    num_channels: int = 64
+    num_res_blocks: int = 1
+    channel_mult: str = "1,2"
+    attention_resolutions: str = "4"
+    dropout: float = 0.1
+    class_dropout_prob: float = 0.15
+    noise_schedule: str = "cosine"
+    train_steps: int = 3000
+    train_batch: int = 64
+    lr: float = 3e-4
+    ema_rate: str = "0.995"
+    # the guide: a noisy classifier over all timesteps
+    guide_width: int = 64
+    guide_depth: int = 1
+    guide_steps: int = 1000
+    guide_batch: int = 64
+    guide_lr: float = 1e-3
+    # sampling
+    num_samples: int = 300
+    sample_batch: int = 150
+    ancestral_steps: int = 100
+    fast_steps: int = 20
+    guidance_interval: str = "0,600"
+    precision: str = "auto"
+
+    def replace(self, **changes):
+        """:raises ValueError: for a field the recipe does not have."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            known = ", ".join(f.name for f in dataclasses.fields(self))
+            raise ValueError(f"unknown recipe field(s) {', '.join(unknown)}; known: {known}")
+        return dataclasses.replace(self, **changes)
+
+
+# `make demo --quick`: checks the pipeline end to end in about a minute, not the quality
+QUICK_CHANGES = dict(train_steps=10, train_batch=8, guide_steps=6, guide_batch=8,
+                     num_samples=20, sample_batch=10, ancestral_steps=10, fast_steps=10)
+
+
+def model_flags(recipe):
+    """The model and diffusion flags shared by image_train.py and the sampling scripts."""
+    return dict(image_size=IMAGE_SIZE, num_channels=recipe.num_channels, num_res_blocks=recipe.num_res_blocks,
+                channel_mult=recipe.channel_mult, attention_resolutions=recipe.attention_resolutions,
+                num_head_channels=32, dropout=recipe.dropout, learn_sigma=True, class_cond=True,
+                num_classes=NUM_CLASSES, class_dropout_prob=recipe.class_dropout_prob,
+                diffusion_steps=DIFFUSION_STEPS, noise_schedule=recipe.noise_schedule)
+
+
+def classifier_flags(recipe):
+    """The guide's network flags."""
+    return dict(image_size=IMAGE_SIZE, classifier_width=recipe.guide_width, classifier_depth=recipe.guide_depth,
+                classifier_channel_mult="1,2", classifier_attention_resolutions="4",
+                classifier_pool="attention", num_classes=NUM_CLASSES)
+
+
+@dataclass(frozen=True)
+class Row:
+    """
+    One sampling run of the table. `classifier_scale` set: classifier_sample.py (classifier
+    guidance of the model's null-label branch); else image_sample.py with `guidance_scale`
+    (classifier-free guidance on the requested labels).
+    """
+
+    name: str
+    sampler: str  # ancestral, ddim, dpm++2m, ...
+    fast: bool = False  # the recipe's fast_steps instead of ancestral_steps
+    classifier_scale: float = None
+    guidance_scale: float = None
+    interval: bool = False  # limit guidance to the recipe's guidance_interval
+
+    @property
+    def guidance(self):
+        if self.classifier_scale is not None:
+            return f"classifier {self.classifier_scale:g}"
+        kind = f"free {self.guidance_scale:g}"
+        return kind + (" (interval)" if self.interval else "")
+
+
+ROWS = (
+    Row("scale_0", "ancestral", classifier_scale=0.0),
+    Row("scale_1", "ancestral", classifier_scale=1.0),
+    Row("scale_4", "ancestral", classifier_scale=4.0),
+    Row("dpm_scale_4", "dpm++2m", fast=True, classifier_scale=4.0),
+    Row("free_1", "ancestral", guidance_scale=1.0),
+    Row("free_3", "ancestral", guidance_scale=3.0),
+    Row("free_3_interval", "ancestral", guidance_scale=3.0, interval=True),
+)
+
+
+def select_rows(names):
+    """:param names: "" (every row) or a comma list of row names. :raises ValueError: unknown names."""
+    if not names:
+        return ROWS
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {row.name: row for row in ROWS}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ValueError(f"--rows: unknown row(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return tuple(known[n] for n in wanted)
+
+
+def row_steps(row, recipe):
+    """:return: the row's number of sampling steps."""
+    return recipe.fast_steps if row.fast else recipe.ancestral_steps
+
+
+def model_evaluations(row, recipe):
+    """
+    Network evaluations per sample: one per step, plus one more at each step where
+    classifier-free guidance (w not 0 or 1) mixes a conditional and a null-label pass, which is
+    every step or, with an interval, the grid's timesteps inside it.
+    """
+    timesteps = sorted(space_timesteps(DIFFUSION_STEPS, str(row_steps(row, recipe))))
+    if row.guidance_scale in (None, 0.0, 1.0):
+        return len(timesteps)
+    lo, hi = (int(v) for v in recipe.guidance_interval.split(",")) if row.interval else (0, DIFFUSION_STEPS - 1)
+    return len(timesteps) + sum(lo <= t <= hi for t in timesteps)
+
+
+def sampling_flags(row, recipe):
+    """:return: (script name, the row's own flags beyond the model flags)."""
+    steps = row_steps(row, recipe)
+    flags = dict(sampler=row.sampler, timestep_respacing=str(steps), num_samples=recipe.num_samples,
+                 batch_size=recipe.sample_batch, class_labels="balanced", seed=SEED, progress=False)
+    if row.classifier_scale is not None:
+        return "classifier_sample.py", dict(flags, classifier_scale=row.classifier_scale)
+    flags["guidance_scale"] = row.guidance_scale
+    if row.interval:
+        flags["guidance_interval"] = recipe.guidance_interval
+    return "image_sample.py", flags
