@@ -15,7 +15,9 @@ re-export them from the rooms below. Rooms never import a face.
     config/     defaults dicts -> flags -> factories; checkpoint loading with flag hints
     training/   the training loop (diffusion, classifier, super-resolution), resume state, stop
     sampling/   per-sample seeds, labels, guidance, generation, resumable shards, final files
-    scoring/    bits per dimension over real images, judging labelled samples with a classifier
+    scoring/    bits per dimension over real images, judging labelled samples (a classifier, or the
+                independent pixel k-NN judge)
+    demo/       `make demo`: the recipe, its stages (the real scripts as subprocesses), the table
 
 Data flow. Training: data/ yields (images in [-1, 1], cond) -> training/ draws t from a
 diffusion/ timestep sampler -> `GaussianDiffusion.training_losses(model, x, t)` -> optimizer, EMA,
@@ -33,4 +35,5 @@ it, so there are no cycles, and no room imports a face.
     training   -> runtime, models, diffusion, data, config
     sampling   -> runtime, models, diffusion, data, config
     scoring    -> runtime, data, sampling
+    demo       -> runtime, diffusion, data, scoring
 """
