@@ -47,7 +47,9 @@ class Recipe:
     sample_batch: int = 150
     ancestral_steps: int = 100
     fast_steps: int = 20
-    guidance_interval: str = "0,600"
+    # Kynkaenniemi et al. 2024 guide only for noise levels sigma in (0.28, 5.42]; on the cosine
+    # schedule, sigma_t = sqrt((1 - abar_t) / abar_t) lies there for training timesteps 167..881
+    guidance_interval: str = "167,881"
     precision: str = "auto"
 
     def replace(self, **changes):
