@@ -6,7 +6,7 @@ write the files its `# ->` comment names (and print the lines its `# prints:` co
 The README is written for the full demo, so the test rewrites only what differs in the quick one:
 `demo_out/` becomes the quick demo's folder, `python` this interpreter, and a step number of a demo
 stage (a checkpoint name, or `--lr_anneal_steps` / `--iterations` of a run continued in a demo
-folder) keeps its distance from that stage's final step: the full demo's final step (demo.FULL)
+folder) keeps its distance from that stage's final step: the full demo's final step (demo.recipe.Recipe)
 becomes the quick demo's (read from the stage's args.json). The model and classifier flags are
 not rewritten: they must equal the ones the demo recorded in args.json.
 """
@@ -14,7 +14,6 @@ not rewritten: they must equal the ones the demo recorded in args.json.
 import json
 import os
 import re
-import runpy
 import shlex
 import subprocess
 import sys
@@ -22,14 +21,14 @@ import sys
 import pytest
 
 from guided_diffusion.config.defaults import classifier_defaults, model_and_diffusion_defaults
+from guided_diffusion.demo.recipe import Recipe, classifier_flags, model_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = runpy.run_path(os.path.join(REPO, "scripts", "demo.py"))
+FULL = Recipe()
 # stage folder -> (the full demo's final step, the args.json key that holds a run's final step)
 STAGES = {
-    "diffusion": (DEMO["FULL"]["diffusion_steps"], "lr_anneal_steps"),
-    "guide": (DEMO["FULL"]["guide_steps"], "iterations"),
-    "judge": (DEMO["FULL"]["judge_steps"], "iterations"),
+    "diffusion": (FULL.train_steps, "lr_anneal_steps"),
+    "guide": (FULL.guide_steps, "iterations"),
 }
 
 
@@ -115,13 +114,13 @@ def _given(name):
 
 
 def test_the_section_gives_the_demo_flags_and_the_demo_numbers():
-    for name, recipe in (("MODEL_FLAGS", DEMO["DIFFUSION_FLAGS"]), ("CLASSIFIER_FLAGS", DEMO["CLASSIFIER_FLAGS"])):
-        assert _given(name) == {f"--{k}": str(v) for k, v in recipe.items()}, (
+    for name, flags in (("MODEL_FLAGS", model_flags(FULL)), ("CLASSIFIER_FLAGS", classifier_flags(FULL))):
+        assert _given(name) == {f"--{k}": str(v) for k, v in flags.items()}, (
             f"README {name} differ from scripts/demo.py; update the 'After the demo' section")
     section = _section()
     for stage, (final, _) in STAGES.items():
         assert re.search(rf"demo_out/{stage}/[\w.]*?{final:06d}\.pt", section), (stage, final)
-    assert f"ema_{DEMO['EMA_RATE']}_" in section
+    assert f"ema_{FULL.ema_rate}_" in section
 
 
 @pytest.mark.slow
