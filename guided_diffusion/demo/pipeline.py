@@ -52,7 +52,8 @@ def prepare_data(out, num_samples):
 def train_models(out, recipe, train_dir, times, launcher):
     """:return: {"diffusion", "guide"} checkpoint paths."""
     ranks = RANKS if launcher else 1  # the scripts' --batch_size is per rank
-    common = dict(data_dir=train_dir, seed=SEED, log_interval=100, **precision_flags(recipe))
+    # random_flip auto means True for a --data_dir, and mirrored digits are not digits
+    common = dict(data_dir=train_dir, random_flip=False, seed=SEED, log_interval=100, **precision_flags(recipe))
     steps = recipe.train_steps
     diffusion = train(
         f"[2/6] base model: {steps} steps, batch {recipe.train_batch}", os.path.join(out, "diffusion"),
