@@ -1,6 +1,7 @@
 """Test-session setup shared by every test module."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -23,3 +24,22 @@ def restore_logger():
     if logger.Logger.CURRENT is not prev and logger.Logger.CURRENT is not None:
         logger.Logger.CURRENT.close()
     logger.Logger.CURRENT = prev
+
+
+def run_quick_demo(out, *extra):
+    """scripts/demo.py --quick into `out`. :return: the CompletedProcess (text output captured)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, os.path.join(repo, "scripts", "demo.py"), "--quick", "--output_dir", out,
+                           *extra], cwd=repo, capture_output=True, text=True, timeout=3600)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """
+    One quick demo for the session (it takes minutes): (its output folder, the first run's
+    CompletedProcess). Tests that write into the folder write only new files beside the demo's.
+    """
+    out = str(tmp_path_factory.mktemp("quick_demo") / "demo_out")
+    first = run_quick_demo(out)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return out, first

@@ -2,27 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from guided_diffusion.demo.recipe import ROWS
+from conftest import run_quick_demo
 from sample_helpers import run_in_process
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _demo(out, *extra):
-    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), "--quick", "--output_dir", out,
-                           *extra], cwd=REPO, capture_output=True, text=True, timeout=1800)
 
 
 @pytest.mark.slow
-def test_quick_demo_writes_table_and_grids_then_reuses_everything(tmp_path):
-    out = str(tmp_path / "demo")
-    first = _demo(out)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+def test_quick_demo_writes_table_and_grids_then_reuses_everything(quick_demo):
+    out, _ = quick_demo
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
     rows = results["rows"]
@@ -33,7 +23,7 @@ def test_quick_demo_writes_table_and_grids_then_reuses_everything(tmp_path):
     for row in rows:
         assert os.path.exists(row["grid"]) and row["nfe"] >= row["steps"] and row["seconds_per_sample"] > 0
     assert results["floor"]["judge"] >= 0.9  # the held-out real digits, whatever the quick models do
-    second = _demo(out)
+    second = run_quick_demo(out)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("reusing") >= 2 + 2 * len(rows) + 1  # 2 checkpoints, samples + scores, floor
     assert "image_train.py" not in second.stdout and "classifier_sample.py" not in second.stdout

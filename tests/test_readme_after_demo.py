@@ -65,12 +65,9 @@ def _assignments():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(quick_demo):
     """The quick demo's output folder and each stage's final step there."""
-    out = str(tmp_path_factory.mktemp("after_demo") / "demo_out")
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), "--quick", "--output_dir", out],
-                          cwd=REPO, capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out, _ = quick_demo
     finals = {}
     for stage, (_, key) in STAGES.items():
         with open(os.path.join(out, stage, "args.json")) as f:

@@ -130,8 +130,9 @@ def train(title, out, script, flags, final_name, times, launcher):
     if os.path.exists(final):
         print(f"{title}\n  reusing {final} (delete {out} to retrain)")
         return final
+    # the log goes beside the run folder: inside it, --resume_checkpoint auto would call it another run's file
     _, seconds = run_stage(title, script, dict(flags, resume_checkpoint="auto", output_dir=out),
-                           os.path.join(out, "train.log"), launcher=launcher)
+                           f"{out}.log", launcher=launcher)
     times.record(os.path.basename(out), seconds)
     if not os.path.exists(final):
         raise SystemExit(f"demo: {script} finished without writing {final}")
