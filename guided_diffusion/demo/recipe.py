@@ -34,7 +34,7 @@ class Recipe:
     noise_schedule: str = "cosine"
     train_steps: int = 3000
     train_batch: int = 64
-    lr: float = 3e-4
+    lr: float = 1e-3
     ema_rate: str = "0.995"
     # the guide: a noisy classifier over all timesteps
     guide_width: int = 64
