@@ -47,7 +47,8 @@ FLAG_HELP = {
     "base_samples": "an npz (arr_0 uint8 [M, H, W, 3]): interpolate between its rows --indices",
     "indices": "'i,j': which two images of --data_dir or --base_samples ('': the first two)",
     "class_labels": "class-conditional models: the one label every row is decoded with ('': drawn "
-                    "from the seed, the label image_sample.py gives sample 0)",
+                    "from the seed, the label image_sample.py gives sample 0; null: the null label of a "
+                    "model trained with --class_dropout_prob)",
     "batch_size": "interpolation rows per forward pass, on each process",
 }
 
@@ -100,6 +101,7 @@ def resolve_label(args, seed):
     """
     The one label every row is decoded with: --class_labels (one label or class name), else the
     label image_sample.py draws for sample 0 of this seed; None for an unconditional model.
+    "null" is the null label (index num_classes) of a model trained with label dropout.
 
     :raises ValueError: for labels on an unconditional model, or more than one label.
     """
@@ -107,6 +109,11 @@ def resolve_label(args, seed):
         if args.class_labels:
             raise ValueError("--class_labels needs a class-conditional model (--class_cond True)")
         return None
+    if str(args.class_labels).strip().lower() == "null":
+        if args.class_dropout_prob <= 0:
+            raise ValueError("--class_labels null needs the null label of a model trained with label dropout: "
+                             "pass that model's --class_dropout_prob (> 0)")
+        return int(args.num_classes)
     parsed = parse_class_labels(args.class_labels, args.num_classes, [("--model_path", args.model_path)])
     if parsed is not None and (isinstance(parsed, str) or len(parsed) != 1):
         raise ValueError(f"--class_labels takes one label here (every row is decoded with it), "

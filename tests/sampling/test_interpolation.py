@@ -4,6 +4,7 @@ then the script's run (`interpolation_run`): seeded streams, rows split into bat
 """
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -313,3 +314,12 @@ def test_files_hold_the_rows_lambdas_and_record(tmp_path):
         assert im.text["labels"] == "source A,0.00,0.50,1.00,source B"
     with open(path[:-4] + ".json") as f:
         assert json.load(f) == {"seed": 1, "interp_t": 7}
+
+
+def test_null_label_is_the_row_after_the_classes_and_needs_a_dropout_model():
+    args = SimpleNamespace(class_cond=True, class_labels="null", num_classes=10, class_dropout_prob=0.15,
+                           model_path="m.pt")
+    assert run.resolve_label(args, seed=0) == 10
+    args.class_dropout_prob = 0.0
+    with pytest.raises(ValueError, match="--class_labels null needs"):
+        run.resolve_label(args, seed=0)
