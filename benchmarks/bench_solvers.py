@@ -22,12 +22,12 @@ evaluations equals the step count. The table's first line is the floor: FID of -
 training digits against the held-out ones (what FID reads when nothing is wrong at this sample
 size), with the judge's accuracy on the held-out digits (on training digits it is 1 by
 construction). Finished points are kept in results.json and skipped when the run is repeated with
-the same settings and checkpoints. One process; torch uses --threads (default: every core).
+the same settings and checkpoints. One process; torch uses --threads (default: every core), with
+OpenMP's waiting threads asleep (OMP_WAIT_POLICY=PASSIVE unless set).
 """
 
 import argparse
 import glob
-import inspect
 import json
 import os
 import re
@@ -35,6 +35,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# OpenMP threads that spin while waiting made a 2-thread run 2.4-5x slower than 1 thread on the shared
+# 2-core machine, and sleeping ones 2.2x faster (benchmarks/README.md); set before torch loads OpenMP
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch as th
@@ -46,7 +49,8 @@ from evaluations.fid import compute_statistics
 from guided_diffusion.config.defaults import classifier_defaults, model_and_diffusion_defaults
 from guided_diffusion.config.factory import create_classifier, create_model_and_diffusion, diffusion_from_flags
 from guided_diffusion.data.digits import NUM_DIGIT_CLASSES, digits_images
-from guided_diffusion.runtime.precision import describe_cpu
+from guided_diffusion.demo.recipe import Recipe
+from guided_diffusion.runtime.precision import PRECISIONS, describe_cpu
 from guided_diffusion.sampling.generate import generate_samples, respace
 from guided_diffusion.sampling.loading import load_for_inference
 from guided_diffusion.scoring.judge import read_labelled_batch
@@ -148,16 +152,6 @@ def real_floor(ctx, args):
                 evaluations=0, fid=float(fid), **judge_columns(ctx["judge"].score(held_out, held_out_labels)))
 
 
-def precision_kwargs(precision):
-    """generate_samples' `precision=` for --precision (nothing for fp32, the networks as they are)."""
-    if precision == "fp32":
-        return {}
-    if "precision" not in inspect.signature(generate_samples).parameters:
-        raise ValueError(f"--precision {precision}: generate_samples in this checkout has no precision= "
-                         f"argument; use --precision fp32")
-    return dict(precision=precision)
-
-
 def run_point(ctx, sampler, steps, args):
     """Sample, time and score one (sampler, steps) point; :return: its table row (a dict)."""
     respacing = respacing_for(sampler, steps, args.dpm_grid)
@@ -167,7 +161,7 @@ def run_point(ctx, sampler, steps, args):
     images, labels = generate_samples(
         ctx["model"], diffusion, num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
         sampler=sampler, classifier=ctx["guide"], classifier_scale=args.classifier_scale, labels="balanced",
-        num_classes=NUM_DIGIT_CLASSES, device=ctx["device"], progress=True, **precision_kwargs(args.precision),
+        num_classes=NUM_DIGIT_CLASSES, device=ctx["device"], progress=True, precision=args.precision,
     )
     sync(ctx["device"])
     seconds = (time.perf_counter() - began) / args.num_samples
@@ -249,8 +243,8 @@ def parse_args(argv=None):
     p.add_argument("--classifier_scale", type=float, default=4.0)
     p.add_argument("--dpm_grid", default="logsnr", choices=["logsnr", "karras", "uniform"],
                    help="step grid of the dpm++ samplers (ancestral and ddim keep the original's)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16", "fp16"],
-                   help="passed to generate_samples as precision= (fp32: the networks as they are)")
+    p.add_argument("--precision", default=Recipe().precision, choices=PRECISIONS,
+                   help="generate_samples' precision= (default: the demo recipe's; fp32: the networks as they are)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output_dir", default="", help="default: <run_dir>/bench_solvers")
     add_device_flags(p, device="cuda" if th.cuda.is_available() else "cpu")

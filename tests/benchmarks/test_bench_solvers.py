@@ -84,6 +84,18 @@ def test_floor_batch_draws_training_digits_without_replacement():
         bench.floor_batch(8, len(train) + 1, seed=0)
 
 
+def test_floor_batch_is_the_demos_floor_batch(tmp_path, monkeypatch):
+    from guided_diffusion.demo.pipeline import prepare_data
+    from guided_diffusion.demo.recipe import SEED
+
+    monkeypatch.setenv("GUIDED_DIFFUSION_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "demo").mkdir()
+    _, _, floor_npz = prepare_data(str(tmp_path / "demo"), 40)
+    images, labels = bench.floor_batch(8, 40, SEED)
+    with np.load(floor_npz) as demo:
+        assert np.array_equal(images, demo["arr_0"]) and np.array_equal(labels, demo["arr_1"])
+
+
 def test_base_model_is_built_with_its_null_label_row(tmp_path):
     run = write_run_dir(tmp_path / "run")
     model, flags, path = bench.load_network(str(run / "diffusion"), "model", th.device("cpu"))
