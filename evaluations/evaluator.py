@@ -1,11 +1,13 @@
 """
 Evaluate a batch of samples against a reference batch, without TensorFlow.
 
-    python evaluations/evaluator.py REF.npz SAMPLE.npz [--inception PATH] [--save_ref_stats OUT.npz]
-        [--fid_method sqrtm|fast] [--batch_size 64] [--device cpu] [--progress True]
+    python evaluations/evaluator.py REF.npz SAMPLE.npz [SAMPLE2.npz ...] [--inception PATH]
+        [--save_ref_stats OUT.npz] [--fid_method sqrtm|fast] [--batch_size 64] [--device cpu] [--progress True]
 
 Prints, like the original evaluator: ``Inception Score: x``, ``FID: x``, ``sFID: x``,
-``Precision: x``, ``Recall: x`` on stdout; progress bars and notes go to stderr.
+``Precision: x``, ``Recall: x`` on stdout; progress bars and notes go to stderr. Several sample
+batches share one Inception network and one reading of the reference; each block of five lines
+then follows a line ``== SAMPLE.npz``.
 """
 
 import argparse
@@ -28,7 +30,7 @@ IS_WEIGHTS_HINT = (
 def create_argparser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ref_batch", help="path to reference batch npz file")
-    parser.add_argument("sample_batch", help="path to sample batch npz file")
+    parser.add_argument("sample_batch", nargs="+", help="path to sample batch npz file (several: one block each)")
     parser.add_argument(
         "--inception",
         default=None,
@@ -57,9 +59,19 @@ def create_argparser():
     return parser
 
 
-def evaluate(
+def evaluate(ref_path, sample_path, **kwargs):
+    """
+    Compute the five metrics of one sample batch (`evaluate_many` with one batch).
+
+    :return: dict with "inception_score", "fid", "sfid", "precision", "recall" (floats; the
+             Inception Score is nan without a softmax head).
+    """
+    return evaluate_many(ref_path, [sample_path], **kwargs)[0]
+
+
+def evaluate_many(
     ref_path,
-    sample_path,
+    sample_paths,
     inception=None,
     save_ref_stats=None,
     batch_size=64,
@@ -69,10 +81,11 @@ def evaluate(
     progress=True,
 ):
     """
-    Compute the five metrics.
+    Compute the five metrics of each sample batch against one reference, loading the Inception
+    network and the reference once.
 
     :param ref_path: reference .npz (images and/or cached statistics).
-    :param sample_path: sample .npz.
+    :param sample_paths: sample .npz paths.
     :param inception: weights file with the softmax head, or None.
     :param save_ref_stats: optional output .npz for the reference statistics.
     :param fid_method: "sqrtm" (original) or "fast", see
@@ -80,20 +93,19 @@ def evaluate(
     :param log: callable for progress lines (default: print to stderr).
     :param progress: tqdm bars on stderr for the feature extraction of each batch and for the
                      metrics.
-    :return: dict with "inception_score", "fid", "sfid", "precision", "recall" (floats; the
-             Inception Score is nan without a softmax head).
+    :return: one dict per sample batch, as `evaluate`.
     """
     from evaluations.batch_stats import inspect_batch, load_batch, save_batch_stats
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if batch_size < 1:
         raise EvaluatorInputError(f"--batch_size must be >= 1, got {batch_size}")
-    for path in (ref_path, sample_path):
+    for path in (ref_path, *sample_paths):
         if not os.path.isfile(path):
             raise EvaluatorInputError(f"{path}: file not found")
     if inception is not None and not os.path.isfile(inception):
         raise EvaluatorInputError(f"--inception {inception}: file not found")
-    for path in (ref_path, sample_path):
+    for path in (ref_path, *sample_paths):
         inspect_batch(path)  # fail on a bad sample file before spending minutes on the reference
 
     extractor = []
@@ -111,10 +123,13 @@ def evaluate(
     if save_ref_stats:
         save_batch_stats(save_ref_stats, ref)
         log(f"saved reference statistics to {save_ref_stats}")
-    log("computing/reading sample batch statistics...")
-    sample = load_batch(sample_path, get_extractor, desc="samples", progress=progress)
-    log("Computing evaluations...")
-    return _metrics(sample, ref, extractor[0] if extractor else None, fid_method, log, progress)
+    results = []
+    for sample_path in sample_paths:
+        log(f"computing/reading sample batch statistics of {sample_path}...")
+        sample = load_batch(sample_path, get_extractor, desc="samples", progress=progress)
+        log("Computing evaluations...")
+        results.append(_metrics(sample, ref, extractor[0] if extractor else None, fid_method, log, progress))
+    return results
 
 
 def _metrics(sample, ref, extractor, fid_method, log, progress):
@@ -161,7 +176,7 @@ def _metrics(sample, ref, extractor, fid_method, log, progress):
 def main(argv=None):
     args = create_argparser().parse_args(argv)
     try:
-        results = evaluate(
+        all_results = evaluate_many(
             args.ref_batch,
             args.sample_batch,
             inception=args.inception,
@@ -177,11 +192,14 @@ def main(argv=None):
     except ValueError as exc:  # e.g. the Fréchet distance's imaginary component
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print("Inception Score:", results["inception_score"])
-    print("FID:", results["fid"])
-    print("sFID:", results["sfid"])
-    print("Precision:", results["precision"])
-    print("Recall:", results["recall"])
+    for path, results in zip(args.sample_batch, all_results):
+        if len(args.sample_batch) > 1:
+            print(f"== {path}")
+        print("Inception Score:", results["inception_score"])
+        print("FID:", results["fid"])
+        print("sFID:", results["sfid"])
+        print("Precision:", results["precision"])
+        print("Recall:", results["recall"])
     return 0
 
 

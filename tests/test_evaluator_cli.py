@@ -133,3 +133,23 @@ def test_main_reports_bad_input_with_nonzero_exit(tmp_path, capsys, arrays, patt
     assert main([bad, bad]) != 0
     captured = capsys.readouterr()
     assert pattern in captured.err and captured.out == ""
+
+
+@pytest.mark.slow
+@needs_weights
+def test_several_sample_batches_in_one_call_equal_one_call_each(tmp_path, capsys):
+    ref, a, b = (str(tmp_path / f"{n}.npz") for n in ("ref", "a", "b"))
+    np.savez(ref, arr_0=_images(6, 0))
+    np.savez(a, arr_0=_images(6, 1))
+    np.savez(b, arr_0=np.concatenate([_images(6, 0)[:4], _images(2, 2)]))
+    singles = []
+    for sample in (a, b):
+        assert main([ref, sample, "--fid_method", "fast", "--progress", "False"]) == 0
+        singles.append(_parse(capsys.readouterr().out))
+    assert main([ref, a, b, "--fid_method", "fast", "--progress", "False"]) == 0
+    blocks = capsys.readouterr().out.strip().split("== ")[1:]
+    assert [block.splitlines()[0] for block in blocks] == [a, b]
+    for block, single in zip(blocks, singles):
+        together = _parse("\n".join(block.splitlines()[1:]))
+        for key in ("FID", "sFID", "Precision", "Recall"):
+            assert together[key] == pytest.approx(single[key], rel=1e-6, abs=1e-9)

@@ -18,13 +18,13 @@ import time
 import numpy as np
 
 from ..data import digits
-from ..runtime.fileio import atomic_savez
+from ..runtime.fileio import atomic_savez, atomic_write
 from ..runtime.precision import describe_cpu
+from ..scoring.judge import read_labelled_batch
+from ..scoring.pixel_judge import digits_judge, label_histogram
 from . import report
 from .recipe import IMAGE_SIZE, NUM_CLASSES, RANKS, SEED, classifier_flags, model_evaluations, model_flags
 from .recipe import row_steps, sampling_flags
-from ..scoring.judge import read_labelled_batch
-from ..scoring.pixel_judge import digits_judge, label_histogram
 from .stages import StageTimes, evaluate, mpi_launcher, run_stage, train
 
 
@@ -103,27 +103,41 @@ def judge_batch(npz, judge):
                 histogram=label_histogram(result.predicted, NUM_CLASSES).tolist())
 
 
-def score(npz, reference, ref_stats, judge, times, name, judged=None):
-    """
-    Evaluator metrics and judges of one batch (of `judged` instead, when given, for the judges),
-    cached in scores.json beside `npz`.
-    """
-    log_dir = os.path.dirname(npz)
-    cached = os.path.join(log_dir, "scores.json")
+def cached_scores(npz):
+    """The scores.json beside `npz` when it is newer than the batch, else None."""
+    cached = os.path.join(os.path.dirname(npz), "scores.json")
     if os.path.exists(cached) and os.path.getmtime(cached) > os.path.getmtime(npz):
-        print(f"[5/6] scores {name}: reusing {cached}")
+        print(f"[5/6] scores {os.path.basename(os.path.dirname(npz))}: reusing {cached}")
         with open(cached) as f:
             return json.load(f)
+    return None
+
+
+def score_all(batches, out, reference, judge, times):
+    """
+    Evaluator metrics and the independent judge of every batch, cached in scores.json beside
+    each; the batches not scored yet go through one evaluator run.
+
+    :param batches: [(npz, the batch to judge: the npz itself, or for the floor the held-out digits)].
+    :return: one scores dict per batch.
+    """
+    scores = [cached_scores(npz) for npz, _ in batches]
+    todo = [i for i, s in enumerate(scores) if s is None]
+    if not todo:
+        return scores
     start = time.time()
+    ref_stats = os.path.join(out, f"reference_stats_{IMAGE_SIZE}px.npz")
     flags = {"fid_method": "fast"}
     if not os.path.exists(ref_stats):
         flags["save_ref_stats"] = ref_stats
-    scores = evaluate(ref_stats if os.path.exists(ref_stats) else reference, npz, flags,
-                      os.path.join(log_dir, "evaluator.log"))
-    scores.update(judge_batch(judged or npz, judge))
-    times.record(f"score_{name}", time.time() - start)
-    with open(cached, "w") as f:
-        json.dump(scores, f, indent=2)
+    metrics = evaluate(ref_stats if os.path.exists(ref_stats) else reference, [batches[i][0] for i in todo], flags,
+                       os.path.join(out, "evaluator.log"))
+    for i, found in zip(todo, metrics):
+        npz, judged = batches[i]
+        scores[i] = dict(found, **judge_batch(judged, judge))
+        atomic_write(os.path.join(os.path.dirname(npz), "scores.json"),
+                     lambda f, found=scores[i]: json.dump(found, f, indent=2), binary=False)
+    times.record("scoring", times.seconds.get("scoring", 0.0) + time.time() - start)
     return scores
 
 
@@ -138,23 +152,21 @@ def run_demo(out, recipe, rows):
     train_dir, reference, floor_npz = prepare_data(out, recipe.num_samples)
     launcher = mpi_launcher(RANKS)
     models = train_models(out, recipe, train_dir, times, launcher)
-    ref_stats = os.path.join(out, f"reference_stats_{IMAGE_SIZE}px.npz")
     judge = digits_judge(IMAGE_SIZE)
     num_reference = 30 * NUM_CLASSES
+    npzs = [sample_row(row, out, recipe, models, times, launcher) for row in rows]
+    # the floor row's judge column: the independent judge on the held-out real digits (on the
+    # training digits it would be 1.0 by construction: each is its own nearest neighbour)
+    scores = score_all([(npz, npz) for npz in npzs] + [(floor_npz, reference)], out, reference, judge, times)
     results = []
-    for row in rows:
-        npz = sample_row(row, out, recipe, models, times, launcher)
-        scores = report.add_stderrs(score(npz, reference, ref_stats, judge, times, row.name),
-                                    recipe.num_samples, num_reference)
+    for row, npz, found in zip(rows, npzs, scores):
         sample_seconds = times.seconds.get(f"sample_{row.name}", float("nan"))
         results.append(dict(run=row.name, guidance=row.guidance, sampler=row.sampler,
                             steps=row_steps(row, recipe), nfe=model_evaluations(row, recipe),
                             seconds_per_sample=sample_seconds / recipe.num_samples,
-                            grid=npz[:-len(".npz")] + ".png", **scores))
-    # the floor row's judge column: the independent judge on the held-out real digits (on the
-    # training digits it would be 1.0 by construction: each is its own nearest neighbour)
-    floor = report.add_stderrs(score(floor_npz, reference, ref_stats, judge, times, "floor",
-                                     judged=reference), recipe.num_samples, num_reference)
+                            grid=npz[:-len(".npz")] + ".png",
+                            **report.add_stderrs(found, recipe.num_samples, num_reference)))
+    floor = report.add_stderrs(scores[-1], recipe.num_samples, num_reference)
     return dict(recipe=recipe.__dict__, cpu=describe_cpu(), rows=results, floor=floor,
                 stage_seconds=times.seconds, demo_seconds_this_run=time.time() - start,
                 demo_seconds_all_stages=times.total(), num_reference=num_reference)

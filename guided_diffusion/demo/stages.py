@@ -148,18 +148,22 @@ def parse_metrics(text, names):
     return values
 
 
-def evaluate(ref, npz, extra_flags, log_path):
+def evaluate(ref, npzs, extra_flags, log_path):
     """
-    Run evaluations/evaluator.py REF SAMPLE. Unlike `run_stage`, stdout stays apart from stderr,
-    where the progress bars would split the metric lines.
+    Run evaluations/evaluator.py REF SAMPLE [SAMPLE ...] once for all batches (one Inception
+    start-up). Unlike `run_stage`, stdout stays apart from stderr, where the progress bars would
+    split the metric lines.
 
-    :return: {"FID", "sFID", "Precision", "Recall"} floats.
+    :return: one {"FID", "sFID", "Precision", "Recall"} dict of floats per batch, in order.
     """
-    cmd = [sys.executable, os.path.join(REPO, "evaluations", "evaluator.py"), ref, npz] + flag_args(extra_flags)
-    print(f"  $ python evaluations/evaluator.py {ref} {npz} {' '.join(flag_args(extra_flags))}", flush=True)
+    cmd = [sys.executable, os.path.join(REPO, "evaluations", "evaluator.py"), ref, *npzs] + flag_args(extra_flags)
+    print(f"[5/6] evaluating {len(npzs)} batches against the held-out digits\n"
+          f"  $ python evaluations/evaluator.py {ref} {' '.join(npzs)} {' '.join(flag_args(extra_flags))}\n"
+          f"  log: {log_path}", flush=True)
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
         log.write(proc.stdout)
     if proc.returncode != 0:
-        raise SystemExit(f"demo: evaluator failed on {npz} (exit {proc.returncode}); see {log_path}")
-    return parse_metrics(proc.stdout, ["FID", "sFID", "Precision", "Recall"])
+        raise SystemExit(f"demo: evaluator failed (exit {proc.returncode}); see {log_path}")
+    blocks = proc.stdout.split("== ")[1:] if len(npzs) > 1 else [proc.stdout]
+    return [parse_metrics(block, ["FID", "sFID", "Precision", "Recall"]) for block in blocks]
