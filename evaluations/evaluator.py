@@ -95,18 +95,10 @@ def evaluate_many(
                      metrics.
     :return: one dict per sample batch, as `evaluate`.
     """
-    from evaluations.batch_stats import inspect_batch, load_batch, save_batch_stats
+    from evaluations.batch_stats import load_batch, save_batch_stats
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if batch_size < 1:
-        raise EvaluatorInputError(f"--batch_size must be >= 1, got {batch_size}")
-    for path in (ref_path, *sample_paths):
-        if not os.path.isfile(path):
-            raise EvaluatorInputError(f"{path}: file not found")
-    if inception is not None and not os.path.isfile(inception):
-        raise EvaluatorInputError(f"--inception {inception}: file not found")
-    for path in (ref_path, *sample_paths):
-        inspect_batch(path)  # fail on a bad sample file before spending minutes on the reference
+    _check_inputs(ref_path, sample_paths, inception, batch_size)
 
     extractor = []
 
@@ -130,6 +122,21 @@ def evaluate_many(
         log("Computing evaluations...")
         results.append(_metrics(sample, ref, extractor[0] if extractor else None, fid_method, log, progress))
     return results
+
+
+def _check_inputs(ref_path, sample_paths, inception, batch_size):
+    """:raises EvaluatorInputError: naming a bad flag or file, before any Inception work."""
+    from evaluations.batch_stats import inspect_batch
+
+    if batch_size < 1:
+        raise EvaluatorInputError(f"--batch_size must be >= 1, got {batch_size}")
+    for path in (ref_path, *sample_paths):
+        if not os.path.isfile(path):
+            raise EvaluatorInputError(f"{path}: file not found")
+    if inception is not None and not os.path.isfile(inception):
+        raise EvaluatorInputError(f"--inception {inception}: file not found")
+    for path in (ref_path, *sample_paths):
+        inspect_batch(path)  # fail on a bad sample file before spending minutes on the reference
 
 
 def _metrics(sample, ref, extractor, fid_method, log, progress):
