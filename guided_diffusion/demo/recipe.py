@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..diffusion.respacing import space_timesteps
+from ..diffusion.schedule import get_named_beta_schedule
 
 IMAGE_SIZE = 8  # the digits' native 8x8
 NUM_CLASSES = 10
@@ -32,14 +33,14 @@ class Recipe:
     dropout: float = 0.1
     class_dropout_prob: float = 0.15
     noise_schedule: str = "cosine"
-    train_steps: int = 3000
+    train_steps: int = 2700
     train_batch: int = 64
     lr: float = 1e-3
     ema_rate: str = "0.995"
     # the guide: a noisy classifier over all timesteps
     guide_width: int = 64
     guide_depth: int = 1
-    guide_steps: int = 1000
+    guide_steps: int = 800
     guide_batch: int = 64
     guide_lr: float = 1e-3
     # sampling
@@ -133,13 +134,26 @@ def row_steps(row, recipe):
     return recipe.fast_steps if row.fast else recipe.ancestral_steps
 
 
+def _betas(recipe):
+    return get_named_beta_schedule(recipe.noise_schedule, DIFFUSION_STEPS)
+
+
+def row_respacing(row, recipe):
+    """
+    The row's --timestep_respacing: DPM-Solver++ steps uniformly in log-SNR (`logsnrN`), where a
+    multistep solver's error is spread evenly; the other samplers use the original's even spacing.
+    """
+    steps = row_steps(row, recipe)
+    return f"logsnr{steps}" if row.sampler.startswith("dpm++") else str(steps)
+
+
 def model_evaluations(row, recipe):
     """
     Network evaluations per sample: one per step, plus one more at each step where
     classifier-free guidance (w not 0 or 1) mixes a conditional and a null-label pass, which is
     every step or, with an interval, the grid's timesteps inside it.
     """
-    timesteps = sorted(space_timesteps(DIFFUSION_STEPS, str(row_steps(row, recipe))))
+    timesteps = sorted(space_timesteps(DIFFUSION_STEPS, row_respacing(row, recipe), betas=_betas(recipe)))
     if row.guidance_scale in (None, 0.0, 1.0):
         return len(timesteps)
     lo, hi = (int(v) for v in recipe.guidance_interval.split(",")) if row.interval else (0, DIFFUSION_STEPS - 1)
@@ -148,8 +162,7 @@ def model_evaluations(row, recipe):
 
 def sampling_flags(row, recipe):
     """:return: (script name, the row's own flags beyond the model flags)."""
-    steps = row_steps(row, recipe)
-    flags = dict(sampler=row.sampler, timestep_respacing=str(steps), num_samples=recipe.num_samples,
+    flags = dict(sampler=row.sampler, timestep_respacing=row_respacing(row, recipe), num_samples=recipe.num_samples,
                  batch_size=recipe.sample_batch, class_labels="balanced", seed=SEED, progress=False)
     if row.classifier_scale is not None:
         return "classifier_sample.py", dict(flags, classifier_scale=row.classifier_scale)

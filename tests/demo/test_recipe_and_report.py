@@ -37,7 +37,7 @@ def test_rows_go_to_the_script_of_their_guidance_kind():
     recipe = Recipe()
     script, flags = sampling_flags(Row("x", "dpm++2m", fast=True, classifier_scale=4.0), recipe)
     assert script == "classifier_sample.py" and flags["classifier_scale"] == 4.0
-    assert flags["timestep_respacing"] == str(recipe.fast_steps) and "guidance_scale" not in flags
+    assert flags["timestep_respacing"] == f"logsnr{recipe.fast_steps}" and "guidance_scale" not in flags
     script, flags = sampling_flags(Row("y", "ancestral", guidance_scale=3.0, interval=True), recipe)
     assert script == "image_sample.py" and flags["guidance_interval"] == recipe.guidance_interval
 
