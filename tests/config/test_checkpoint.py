@@ -228,7 +228,7 @@ def test_hint_reads_the_record_for_an_already_loaded_state_dict(tmp_path):
     path = _demo_checkpoint(tmp_path / "run", DEMO)
     flags = defaults.model_and_diffusion_defaults()
     with pytest.raises(CheckpointMismatchError, match="--image_size 8  \\(recorded in"):
-        load_model_checkpoint(model_from(flags), th.load(path), flags=flags, path=path)
+        load_model_checkpoint(model_from(flags), th.load(path, weights_only=True), flags=flags, path=path)
 
 
 def test_hint_reads_a_sampling_record_that_loaded_this_checkpoint(tmp_path):
