@@ -18,22 +18,24 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from guided_diffusion.demo.recipe import Recipe  # noqa: E402
 from guided_diffusion.runtime.precision import describe_cpu  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = "scale_0,scale_4,dpm_scale_4,free_3"
 
 # name -> (what it tries, recipe changes from the demo's defaults in guided_diffusion/demo/recipe.py)
+DEMO = Recipe()
 CANDIDATES = {
-    "chosen": ("the demo's defaults (label dropout 0.3, lr 1e-3, batch 64, 2400 steps, bf16 where the CPU has it)",
-               {}),
+    "chosen": (f"the demo's defaults (label dropout {DEMO.class_dropout_prob:g}, lr {DEMO.lr:g}, batch "
+               f"{DEMO.train_batch}, {DEMO.train_steps} steps, precision {DEMO.precision})", {}),
     "dropout_0.15": ("run 2's label dropout", dict(class_dropout_prob=0.15)),
     "ancestral_100": ("run 2's 100 ancestral steps", dict(ancestral_steps=100)),
     "lr_3e-4": ("an earlier demo's learning rate", dict(lr=3e-4)),
     "old_budget": ("an earlier demo's budget: batch 32, lr 3e-4, fp32",
                    dict(train_batch=32, guide_batch=32, lr=3e-4, precision="fp32")),
-    "wide_96": ("wider base model, fewer steps in about the same time", dict(num_channels=96, train_steps=1800)),
-    "short_guide": ("a guide trained for half as long", dict(guide_steps=300)),
+    "wide_96": ("wider base model, fewer steps in about the same time", dict(num_channels=96, train_steps=DEMO.train_steps * 3 // 4)),
+    "short_guide": ("a guide trained for half as long", dict(guide_steps=DEMO.guide_steps // 2)),
 }
 
 

@@ -1,6 +1,7 @@
 """Test-session setup shared by every test module."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,12 @@ from guided_diffusion.runtime import logger
 _BIN = os.path.dirname(sys.executable)
 if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+
+# A suite started as a background job (CI) inherits SIGINT ignored: Python then installs no
+# KeyboardInterrupt handler, and the ignored disposition passes on to every subprocess. The tests
+# of Ctrl-C handling, in this process and in the scripts they start, need the interactive default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ class Recipe:
     channel_mult: str = "1,2"
     attention_resolutions: str = "4"
     dropout: float = 0.1
-    # 0.3 rather than 0.15: three of the classifier-guided rows sample the null-label branch alone
+    # 0.3 rather than 0.15: every classifier-guided row samples the null-label branch alone
     class_dropout_prob: float = 0.3
     noise_schedule: str = "cosine"
     train_steps: int = 2400

@@ -357,11 +357,8 @@ def test_real_ctrl_c_keeps_shards_says_so_in_one_line_and_the_rerun_resumes(ckpt
     many = 5 * N  # enough shards that the run is still going when the signal lands
     args = [sys.executable, os.path.join(REPO, "scripts", "image_sample.py")] + _model_args(
         ckpts, output_dir=tmp_path, batch_size=1, progress=False, num_samples=many)
-    # a suite started as a background job inherits SIGINT ignored, and a child that starts with it
-    # ignored never gets Python's KeyboardInterrupt handler: give the child the default disposition
     proc = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_first_shard(tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -8,18 +8,6 @@ import pytest
 from guided_diffusion.training.stopping import GracefulStop
 
 
-@pytest.fixture(autouse=True)
-def python_sigint_handler():
-    """
-    Python's own SIGINT handler (KeyboardInterrupt), which the tests expect GracefulStop to pass
-    a second signal to. A process started as a background job inherits SIGINT ignored, and Python
-    then installs no handler of its own.
-    """
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, before)
-
-
 def test_first_signal_is_recorded_and_handlers_are_restored():
     before = signal.getsignal(signal.SIGTERM)
     with GracefulStop() as stop:
