@@ -137,12 +137,18 @@ def setup_dist():
         hostname = "localhost"
     else:
         hostname = socket.gethostbyname(socket.getfqdn())
-    os.environ["MASTER_ADDR"] = comm.bcast(hostname, root=0)
-    os.environ["RANK"] = str(rank)
-    os.environ["WORLD_SIZE"] = str(size)
-    port = comm.bcast(_find_free_port() if rank == 0 else None, root=0)
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
+    hostname = comm.bcast(hostname, root=0)
+    # Rank 0's store binds the port itself (port 0: the kernel picks a free one) and then tells
+    # the others. Probing for a free port and binding it later would leave a window in which
+    # another process can take it.
+    store = dist.TCPStore(hostname, 0, size, True, timeout, wait_for_workers=False) if rank == 0 else None
+    port = comm.bcast(store.port if rank == 0 else None, root=0)
+    if rank != 0:
+        store = dist.TCPStore(hostname, port, size, False, timeout)
+    # The original's environment, for code that reads it.
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = hostname, str(port)
+    os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(size)
+    dist.init_process_group(backend=backend, store=store, rank=rank, world_size=size, timeout=timeout)
 
 
 def _destroy_process_group():
