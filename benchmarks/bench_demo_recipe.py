@@ -36,6 +36,11 @@ CANDIDATES = {
                    dict(train_batch=32, guide_batch=32, lr=3e-4, precision="fp32")),
     "wide_96": ("wider base model, fewer steps in about the same time", dict(num_channels=96, train_steps=DEMO.train_steps * 3 // 4)),
     "short_guide": ("a guide trained for half as long", dict(guide_steps=DEMO.guide_steps // 2)),
+    "dropout_0.5": ("half the labels dropped: more training for the null branch", dict(class_dropout_prob=0.5)),
+    "dropout_0.5_no_nn_dropout": ("the same without the network's dropout",
+                                  dict(class_dropout_prob=0.5, dropout=0.0)),
+    "dropout_0.5_twice_trained": ("label dropout 0.5, twice the base steps (over the 15 minutes)",
+                                  dict(class_dropout_prob=0.5, train_steps=DEMO.train_steps * 2)),
 }
 
 
