@@ -197,15 +197,15 @@ def plot_fid(rows, path, floor_fid=None, size=(840, 480), margin=60, legend_widt
     """
     from PIL import Image, ImageDraw
 
-    fids = np.array([r["fid"] for r in rows], dtype=float)
-    excess = fids - floor_fid if floor_fid is not None else fids
+    floor = 0.0 if floor_fid is None else floor_fid
+    excess = np.array([r["fid"] for r in rows], dtype=float) - floor
     bottom = excess[excess > 0].min() / 2 if (excess > 0).any() else 1e-2
 
     def height(fid):
-        return np.log10(max(fid - (floor_fid or 0.0), bottom))
+        return np.log10(max(fid - floor, bottom))
 
     xs = np.log([r["evaluations"] for r in rows])
-    heights = np.array([height(f) for f in fids])
+    heights = np.log10(np.maximum(excess, bottom))
     x_lo, x_hi = xs.min() - 0.1, xs.max() + 0.1
     y_lo, y_hi = np.log10(bottom), heights.max() + 0.05 * (heights.max() - np.log10(bottom) + 1e-6)
     w, h = size

@@ -217,6 +217,10 @@ def sync_params(params):
 
 
 def _find_free_port():
+    """
+    A port free at the moment of asking (the original's helper, kept for its API): `setup_dist`
+    no longer uses it, since the port can be taken between this probe and the bind.
+    """
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.bind(("", 0))
