@@ -22,7 +22,7 @@ from guided_diffusion.demo.recipe import Recipe  # noqa: E402
 from guided_diffusion.runtime.precision import describe_cpu  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROWS = "scale_0,scale_4,dpm_scale_4,free_3"
+ROWS = "null_scale_0,null_scale_4,scale_4,dpm_scale_4,free_3"
 
 # name -> (what it tries, recipe changes from the demo's defaults in guided_diffusion/demo/recipe.py)
 DEMO = Recipe()
@@ -71,10 +71,10 @@ def summary_row(name, what, results):
         return f"{value:.3f} ± {rows[run][se]:.3f}" if se else f"{value:.2f}"
 
     return (f"| {name} | {what} | {train:.0f} | {results['demo_seconds_all_stages']:.0f} | "
-            f"{cell('scale_0', 'FID')} / {results['floor']['FID']:.2f} | {cell('scale_4', 'FID')} | "
-            f"{cell('scale_4', 'Precision', 'precision_se')} | {cell('scale_0', 'Recall', 'recall_se')} | "
-            f"{cell('scale_4', 'judge', 'judge_se')} | {cell('dpm_scale_4', 'judge', 'judge_se')} | "
-            f"{cell('free_3', 'judge', 'judge_se')} |")
+            f"{cell('null_scale_0', 'FID')} / {results['floor']['FID']:.2f} | {cell('null_scale_4', 'FID')} | "
+            f"{cell('null_scale_4', 'Precision', 'precision_se')} | {cell('null_scale_0', 'Recall', 'recall_se')} | "
+            f"{cell('null_scale_4', 'judge', 'judge_se')} | {cell('scale_4', 'judge', 'judge_se')} | "
+            f"{cell('dpm_scale_4', 'judge', 'judge_se')} | {cell('free_3', 'judge', 'judge_se')} |")
 
 
 def main():
@@ -90,9 +90,9 @@ def main():
                          f"known: {', '.join(CANDIDATES)}")
     os.makedirs(args.out, exist_ok=True)
     lines = [f"CPU: {describe_cpu()}", "",
-             "| candidate | what it tries | train s | all stages s | FID scale 0 / floor | FID scale 4 "
-             "| precision scale 4 | recall scale 0 | judge scale 4 | judge dpm++ 20 | judge free 3 |",
-             "|" + "---|" * 11]
+             "| candidate | what it tries | train s | all stages s | FID null 0 / floor | FID null 4 "
+             "| precision null 4 | recall null 0 | judge null 4 | judge conditional 4 | judge dpm++ 20 | judge free 3 |",
+             "|" + "---|" * 12]
     for name in names:
         what, changes = CANDIDATES[name]
         results = run_candidate(name, changes, args.out, args.rows)

@@ -58,6 +58,9 @@ from guided_diffusion.scoring.pixel_judge import digits_judge
 
 SAMPLERS = ("ancestral", "ddim", "dpm++2m", "dpm++3m")
 STEPS = (10, 15, 20, 25, 50, 100, 250)
+# generate_samples' guidance_scale for each branch: None samples the null label under a classifier,
+# 1 the plain conditional model
+BRANCHES = {"null": None, "conditional": 1.0}
 JUDGE_LABEL = "independent judge (pixel k-NN)"
 COLOURS = {"ancestral": (31, 119, 180), "ddim": (255, 127, 14), "dpm++2m": (44, 160, 44),
            "dpm++3m": (214, 39, 40), "dpm++2m-sde": (148, 103, 189)}
@@ -160,7 +163,8 @@ def run_point(ctx, sampler, steps, args):
     began = time.perf_counter()
     images, labels = generate_samples(
         ctx["model"], diffusion, num_samples=args.num_samples, batch_size=args.batch_size, seed=args.seed,
-        sampler=sampler, classifier=ctx["guide"], classifier_scale=args.classifier_scale, labels="balanced",
+        sampler=sampler, classifier=ctx["guide"], classifier_scale=args.classifier_scale,
+        guidance_scale=BRANCHES[args.branch], labels="balanced",
         num_classes=NUM_DIGIT_CLASSES, device=ctx["device"], progress=True, precision=args.precision,
     )
     sync(ctx["device"])
@@ -248,6 +252,10 @@ def parse_args(argv=None):
     p.add_argument("--num_samples", type=int, default=1000)
     p.add_argument("--batch_size", type=int, default=250)
     p.add_argument("--classifier_scale", type=float, default=4.0)
+    p.add_argument("--branch", default="null", choices=list(BRANCHES),
+                   help="which branch of the class-conditional base the classifier guides: null (its null label, "
+                        "as the original guides an unconditional model) or conditional (the requested label: the "
+                        "paper's ADM-G)")
     p.add_argument("--dpm_grid", default="logsnr", choices=["logsnr", "karras", "uniform"],
                    help="step grid of the dpm++ samplers (ancestral and ddim keep the original's)")
     p.add_argument("--precision", default=Recipe().precision, choices=PRECISIONS,
@@ -311,7 +319,7 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     ctx = load_context(args, device)
     settings = dict(run_dir=os.path.abspath(args.run_dir), num_samples=args.num_samples, seed=args.seed,
-                    classifier_scale=args.classifier_scale, dpm_grid=args.dpm_grid, precision=args.precision,
+                    classifier_scale=args.classifier_scale, branch=args.branch, dpm_grid=args.dpm_grid, precision=args.precision,
                     checkpoints=ctx["checkpoints"])
     json_path = os.path.join(out_dir, "results.json")
     rows, floor = load_results(json_path, settings)

@@ -90,9 +90,11 @@ def classifier_flags(recipe):
 @dataclass(frozen=True)
 class Row:
     """
-    One sampling run of the table. `classifier_scale` set: classifier_sample.py (classifier
-    guidance of the model's null-label branch); else image_sample.py with `guidance_scale`
-    (classifier-free guidance on the requested labels).
+    One sampling run of the table. `classifier_scale` set: classifier_sample.py, guiding the
+    model's null-label branch (as the original guides an unconditional model) or, with
+    `conditional`, its branch of the requested label (the paper's ADM-G: what the original's
+    classifier_sample.py does with a class-conditional model). Else image_sample.py with
+    `guidance_scale` (classifier-free guidance on the requested labels).
     """
 
     name: str
@@ -101,32 +103,54 @@ class Row:
     classifier_scale: float = None
     guidance_scale: float = None
     interval: bool = False  # limit guidance to the recipe's guidance_interval
+    conditional: bool = False  # classifier rows: guide the requested label's branch, not the null label's
 
     @property
     def guidance(self):
         if self.classifier_scale is not None:
-            return f"classifier {self.classifier_scale:g}"
+            branch = "conditional" if self.conditional else "null label"
+            return f"classifier {self.classifier_scale:g}, {branch}"
+        if self.guidance_scale == 1.0 and not self.interval:
+            return "free 1 = classifier 0, conditional"  # plain conditional sampling, either way
         kind = f"free {self.guidance_scale:g}"
         return kind + (" (interval)" if self.interval else "")
 
 
+# The table. The classifier's trade-off runs on the conditional branch, where classifier scale 0
+# is plain conditional sampling: the `free_1` row (classifier-free w = 1), not sampled twice.
+# `null_scale_4` guides the null label, so its class comes from the classifier alone.
 ROWS = (
-    Row("scale_0", "ancestral", classifier_scale=0.0),
-    Row("scale_1", "ancestral", classifier_scale=1.0),
-    Row("scale_4", "ancestral", classifier_scale=4.0),
-    Row("dpm_scale_4", "dpm++2m-sde", fast=True, classifier_scale=4.0),
     Row("free_1", "ancestral", guidance_scale=1.0),
+    Row("scale_1", "ancestral", classifier_scale=1.0, conditional=True),
+    Row("scale_4", "ancestral", classifier_scale=4.0, conditional=True),
+    Row("dpm_scale_4", "dpm++2m-sde", fast=True, classifier_scale=4.0, conditional=True),
+    Row("null_scale_4", "ancestral", classifier_scale=4.0),
     Row("free_3", "ancestral", guidance_scale=3.0),
     Row("free_3_interval", "ancestral", guidance_scale=3.0, interval=True),
 )
+# rows that --rows can ask for beyond the table's (the 15 minutes hold no more): classifier
+# guidance of the null label from scale 0, the unconditional model's own samples, up
+EXTRA_ROWS = (
+    Row("null_scale_0", "ancestral", classifier_scale=0.0),
+    Row("null_scale_1", "ancestral", classifier_scale=1.0),
+    Row("null_dpm_scale_4", "dpm++2m-sde", fast=True, classifier_scale=4.0),
+)
+# the rows of the paper's trade-off across classifier scales 0, 1 and 4 (`report.trade_off`)
+TRADE_OFF_ROWS = ("free_1", "scale_1", "scale_4")
+# unguided rows, whose label histograms show whether the model covers every digit: the conditional
+# model asked for balanced labels, and the unconditional (null-label) model
+UNGUIDED_ROWS = ("free_1", "null_scale_0")
 
 
 def select_rows(names):
-    """:param names: "" (every row) or a comma list of row names. :raises ValueError: unknown names."""
+    """
+    :param names: "" (the table's rows) or a comma list of names from ROWS and EXTRA_ROWS.
+    :raises ValueError: unknown names.
+    """
     if not names:
         return ROWS
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = {row.name: row for row in ROWS}
+    known = {row.name: row for row in ROWS + EXTRA_ROWS}
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise ValueError(f"--rows: unknown row(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -169,7 +193,10 @@ def sampling_flags(row, recipe):
     flags = dict(sampler=row.sampler, timestep_respacing=row_respacing(row, recipe), num_samples=recipe.num_samples,
                  batch_size=recipe.sample_batch, class_labels="balanced", seed=SEED, progress=False)
     if row.classifier_scale is not None:
-        return "classifier_sample.py", dict(flags, classifier_scale=row.classifier_scale)
+        flags["classifier_scale"] = row.classifier_scale
+        if row.conditional:
+            flags["guidance_scale"] = 1.0  # classifier_sample.py: w = 1 is the plain conditional branch
+        return "classifier_sample.py", flags
     flags["guidance_scale"] = row.guidance_scale
     if row.interval:
         flags["guidance_interval"] = recipe.guidance_interval

@@ -56,9 +56,10 @@ def histogram_line(histogram):
     return ", ".join(f"{c}: {100 * p:.1f}%" for c, p in enumerate(histogram))
 
 
-def trade_off(rows_by_name, names=("scale_0", "scale_1", "scale_4")):
+def trade_off(rows_by_name, names):
     """
-    The paper's trade-off across classifier scales, read off the rows: for each metric, the
+    The paper's trade-off across classifier scales, read off the rows `names` (the lowest scale
+    first, the highest last): for each metric, the
     change from the first to the last scale in units of its standard error (sqrt of the summed
     variances), so a reader can tell a trend from noise.
 

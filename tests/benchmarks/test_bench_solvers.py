@@ -122,7 +122,10 @@ def test_bench_scores_resumes_and_restarts_on_new_settings(tmp_path, monkeypatch
     monkeypatch.setattr(bench, "FeatureExtractor", PixelFeatures)
     produced = []
 
+    branches = []
+
     def counting(*args, **kwargs):
+        branches.append(kwargs["guidance_scale"])
         produced.append(real(*args, **kwargs))
         return produced[-1]
 
@@ -150,3 +153,7 @@ def test_bench_scores_resumes_and_restarts_on_new_settings(tmp_path, monkeypatch
     assert len(produced) == 6 and second["rows"][:4] == first["rows"] and second["floor"] == first["floor"]
     bench.main(common + ["--steps", "3", "--classifier_scale", "2"])
     assert len(produced) == 8 and len(json.loads((out / "results.json").read_text())["rows"]) == 2
+    assert branches == [None] * 8  # the null label: classifier guidance alone
+    bench.main(common + ["--steps", "3", "--classifier_scale", "2", "--branch", "conditional"])
+    assert len(produced) == 10 and branches[-1] == 1.0  # the requested label's branch (ADM-G): a new run
+    assert not np.array_equal(produced[-1][0], produced[-3][0])  # same sampler, steps and scale, other branch

@@ -6,15 +6,27 @@ import pytest
 
 from guided_diffusion.demo import report
 from guided_diffusion.demo.recipe import QUICK_CHANGES, ROWS, Recipe, Row, model_evaluations, sampling_flags
-from guided_diffusion.demo.recipe import select_rows
+from guided_diffusion.demo.recipe import EXTRA_ROWS, TRADE_OFF_ROWS, UNGUIDED_ROWS, select_rows
 from guided_diffusion.diffusion.respacing import space_timesteps
 
 
 def test_select_rows_keeps_order_given_and_names_unknown_rows():
-    assert [r.name for r in select_rows("scale_4,scale_0")] == ["scale_4", "scale_0"]
+    assert [r.name for r in select_rows("scale_4,null_scale_0")] == ["scale_4", "null_scale_0"]
     assert select_rows("") == ROWS
     with pytest.raises(ValueError, match="unknown row"):
-        select_rows("scale_0,nope")
+        select_rows("null_scale_0,nope")
+
+
+def test_trade_off_rows_are_classifier_scales_0_1_4_on_one_branch_and_the_unguided_rows_are_unguided():
+    by_name = {row.name: row for row in ROWS + EXTRA_ROWS}
+    assert len(by_name) == len(ROWS) + len(EXTRA_ROWS)  # no name twice
+    flags = [sampling_flags(by_name[name], Recipe())[1] for name in TRADE_OFF_ROWS]
+    # every trade-off row samples the conditional branch (w = 1) at classifier scales 0, 1, 4
+    assert [f.get("classifier_scale", 0.0) for f in flags] == [0.0, 1.0, 4.0]
+    assert all(f["guidance_scale"] == 1.0 and f["sampler"] == "ancestral" for f in flags)
+    conditional, null = (sampling_flags(by_name[name], Recipe())[1] for name in UNGUIDED_ROWS)
+    assert conditional["guidance_scale"] == 1.0 and "classifier_scale" not in conditional
+    assert null["classifier_scale"] == 0.0 and "guidance_scale" not in null  # the null label, unguided
 
 
 def test_recipe_replace_refuses_unknown_fields_and_quick_changes_are_fields():
@@ -38,6 +50,8 @@ def test_rows_go_to_the_script_of_their_guidance_kind():
     script, flags = sampling_flags(Row("x", "dpm++2m", fast=True, classifier_scale=4.0), recipe)
     assert script == "classifier_sample.py" and flags["classifier_scale"] == 4.0
     assert flags["timestep_respacing"] == f"logsnr{recipe.fast_steps}" and "guidance_scale" not in flags
+    script, flags = sampling_flags(Row("z", "ancestral", classifier_scale=4.0, conditional=True), recipe)
+    assert script == "classifier_sample.py" and flags["guidance_scale"] == 1.0  # the requested label's branch
     script, flags = sampling_flags(Row("y", "ancestral", guidance_scale=3.0, interval=True), recipe)
     assert script == "image_sample.py" and flags["guidance_interval"] == recipe.guidance_interval
 
@@ -51,10 +65,10 @@ def test_stderrs_and_trade_off_in_standard_errors():
         rows[name] = row
     assert rows["scale_0"]["precision_se"] == pytest.approx(math.sqrt(0.8 * 0.2 / 400))
     assert rows["scale_0"]["recall_se"] == pytest.approx(math.sqrt(0.9 * 0.1 / 100))
-    z = report.trade_off(rows)
+    z = report.trade_off(rows, ("scale_0", "scale_1", "scale_4"))
     assert z["judge"] == pytest.approx(0.8 / math.hypot(0.015, 0.015))
     assert z["Precision"] > 0 > z["Recall"]
-    assert report.trade_off({"scale_0": rows["scale_0"]}) == {}
+    assert report.trade_off({"scale_0": rows["scale_0"]}, ("scale_0", "scale_4")) == {}
 
 
 def test_table_has_one_line_per_row_plus_header_and_floor():

@@ -413,6 +413,19 @@ def test_classifier_guides_the_null_branch_of_a_dropout_model(ckpts, tmp_path, m
     assert not np.array_equal(both["arr_0"], guided["arr_0"]) and "classifier gradients" not in log
 
 
+def test_classifier_at_guidance_scale_one_guides_the_conditional_branch(ckpts, tmp_path, monkeypatch, capsys):
+    # the demo's trade-off reads classifier scale 0 on this branch off its free_1 row (w = 1)
+    plain, _ = _cfg_run("image_sample.py", ckpts, tmp_path / "w1", monkeypatch, capsys, class_labels="balanced",
+                        guidance_scale=1.0)
+    base, _ = _cfg_run("classifier_sample.py", ckpts, tmp_path / "c0", monkeypatch, capsys, classifier_scale=0.0,
+                       class_labels="balanced", guidance_scale=1.0)
+    assert np.array_equal(base["arr_0"], plain["arr_0"]) and base["arr_1"].tolist() == plain["arr_1"].tolist()
+    guided, log = _cfg_run("classifier_sample.py", ckpts, tmp_path / "c10", monkeypatch, capsys,
+                           classifier_scale=GUIDED_SCALE, class_labels="balanced", guidance_scale=1.0)
+    assert _mean_requested_log_prob(ckpts, guided) > _mean_requested_log_prob(ckpts, base)
+    assert "0 batched 2N passes" in log  # w = 1: one conditional pass per step, no null-label pass
+
+
 def test_interval_between_the_sampled_steps_takes_no_classifier_gradient(ckpts, tmp_path, monkeypatch, capsys):
     # 4 respaced steps of 100: training timesteps 0, 33, 66, 99; "34,65" holds none of them
     base, _ = _cfg_run("classifier_sample.py", ckpts, tmp_path / "s0", monkeypatch, capsys, classifier_scale=0.0)
