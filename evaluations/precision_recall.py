@@ -63,12 +63,17 @@ def precision_recall(
     row_batch_size=ROW_BATCH_SIZE,
     col_batch_size=COL_BATCH_SIZE,
     device="cpu",
+    return_masks=False,
 ):
     """
     :param ref_features: [N_ref, D] reference pool features.
     :param sample_features: [N_sample, D] sample pool features.
     :param k: neighbourhood size (3 in the original).
-    :return: (precision, recall) Python floats.
+    :param return_masks: also return which samples and which references were inside, e.g. for
+                         paired comparisons of two sample batches drawn from the same seeds.
+    :return: (precision, recall) Python floats; with return_masks, (precision, recall,
+             sample_in_ref bool numpy [N_sample], ref_in_sample bool numpy [N_ref]), whose means
+             are the two figures.
     """
     import torch  # lazy: keeps `import evaluations` light
 
@@ -92,4 +97,6 @@ def precision_recall(
                 del d
     precision = sample_in_ref.sum().item() / len(sample)
     recall = ref_in_sample.sum().item() / len(ref)
+    if return_masks:
+        return precision, recall, sample_in_ref.cpu().numpy(), ref_in_sample.cpu().numpy()
     return precision, recall

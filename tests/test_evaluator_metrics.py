@@ -131,6 +131,10 @@ def test_precision_recall_half_of_samples_on_manifold():
     # reference at x is covered if (x - x_near)^2 + 0.25 <= radius: x = 0..6, and the 'far'
     # cluster covers nothing.
     assert recall == pytest.approx(7 / 10)
+    # the masks name which: the first five samples, and the references at x = 0..6
+    _, _, sample_in_ref, ref_in_sample = precision_recall(ref, sample, return_masks=True)
+    assert sample_in_ref.tolist() == [True] * 5 + [False] * 5
+    assert ref_in_sample.tolist() == [True] * 7 + [False] * 3
 
 
 def test_precision_recall_independent_of_block_size():

@@ -1,14 +1,13 @@
 """benchmarks/bench_solvers.py on a tiny fake `make demo` folder (random networks, no Inception)."""
 
-import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch as th
 from PIL import Image
+from bench_helpers import PixelFeatures, load_benchmark
 from sample_helpers import CLASSIFIER_FLAGS, MODEL_FLAGS, one_thread, perturb
 
 from guided_diffusion.config.defaults import classifier_defaults, model_and_diffusion_defaults
@@ -16,30 +15,8 @@ from guided_diffusion.config.factory import create_classifier, create_model_and_
 from guided_diffusion.data.digits import digits_images, write_reference_npz
 from guided_diffusion.scoring.pixel_judge import digits_judge
 
-BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks")
-
-
-def _load_bench():
-    sys.path.insert(0, BENCH_DIR)  # the benchmarks import their shared _timing module by name
-    spec = importlib.util.spec_from_file_location("bench_solvers", os.path.join(BENCH_DIR, "bench_solvers.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("bench_solvers")
 single_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
-
-
-class PixelFeatures:
-    """Stands in for the Inception extractor: the images' pixels as features."""
-
-    def __init__(self, device=None):
-        pass
-
-    def __call__(self, images):
-        feats = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
-        return {"pool": feats, "spatial": feats}
 
 
 def write_run_dir(folder):
