@@ -4,10 +4,10 @@ End-to-end demo of guided diffusion on the embedded handwritten digits (`make de
 Trains a class-conditional model with label dropout and a noisy classifier (the guide), then
 samples with classifier guidance (scales 1 and 4 on the requested label's branch, ancestral and
 DPM-Solver++; 4 on the null label) and classifier-free guidance (scales 1 and 3, and 3 inside an
-interval), and scores every batch
-against the held-out digits: FID beside the real-vs-real floor, precision and recall, and an
-independent pixel k-NN judge. Every stage is a real script whose command is printed; a second run
-reuses every finished stage (delete a folder under the output directory to redo it).
+interval), and scores every batch against the held-out digits: FID beside the real-vs-real
+floor, precision and recall, and an independent pixel k-NN judge. Every stage is a real
+script whose command is printed; a second run reuses every finished stage (delete a folder under
+the output directory to redo it).
 
     python scripts/demo.py [--output_dir demo_out] [--quick] [--rows free_1,scale_4,null_scale_0] [--recipe '{"train_steps": 4000}']
 """

@@ -131,8 +131,8 @@ ROWS = (
     Row("free_3", "ancestral", guidance_scale=3.0),
     Row("free_3_interval", "ancestral", guidance_scale=3.0, interval=True),
 )
-# rows that --rows can ask for beyond the table's (the 15 minutes hold no more): classifier
-# guidance of the null label from scale 0, the unconditional model's own samples, up
+# rows that --rows can ask for beyond the table's (the 15 minutes hold no more): the null
+# label's own scales, from its unguided samples (scale 0) up
 EXTRA_ROWS = (
     Row("null_scale_0", "ancestral", classifier_scale=0.0),
     Row("null_scale_1", "ancestral", classifier_scale=1.0),

@@ -59,9 +59,10 @@ def histogram_line(histogram):
 def trade_off(rows_by_name, names):
     """
     The paper's trade-off across classifier scales, read off the rows `names` (the lowest scale
-    first, the highest last): for each metric, the
-    change from the first to the last scale in units of its standard error (sqrt of the summed
-    variances), so a reader can tell a trend from noise.
+    first, the highest last): for each metric, the change from the first to the last scale in
+    units of its standard error (sqrt of the summed variances), so a reader can tell a trend from
+    noise. The rows share seeds, so this overstates the noise of a change;
+    benchmarks/bench_trade_off.py gives the paired errors.
 
     :return: {"judge": z, "Precision": z, "Recall": z} or {} when a row is missing.
     """
