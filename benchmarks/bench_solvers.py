@@ -209,7 +209,7 @@ def plot_fid(rows, path, floor_fid=None, size=(840, 480), margin=60, legend_widt
         return np.log10(max(fid - floor, bottom))
 
     xs = np.log([r["evaluations"] for r in rows])
-    heights = np.log10(np.maximum(excess, bottom))
+    heights = np.array([height(r["fid"]) for r in rows])
     x_lo, x_hi = xs.min() - 0.1, xs.max() + 0.1
     y_lo, y_hi = np.log10(bottom), heights.max() + 0.05 * (heights.max() - np.log10(bottom) + 1e-6)
     w, h = size
@@ -319,8 +319,8 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     ctx = load_context(args, device)
     settings = dict(run_dir=os.path.abspath(args.run_dir), num_samples=args.num_samples, seed=args.seed,
-                    classifier_scale=args.classifier_scale, branch=args.branch, dpm_grid=args.dpm_grid, precision=args.precision,
-                    checkpoints=ctx["checkpoints"])
+                    classifier_scale=args.classifier_scale, branch=args.branch, dpm_grid=args.dpm_grid,
+                    precision=args.precision, checkpoints=ctx["checkpoints"])
     json_path = os.path.join(out_dir, "results.json")
     rows, floor = load_results(json_path, settings)
     machine = dict(device=str(device), threads=th.get_num_threads(), cpu=describe_cpu())

@@ -9,7 +9,8 @@ floor, precision and recall, and an independent pixel k-NN judge. Every stage is
 script whose command is printed; a second run reuses every finished stage (delete a folder under
 the output directory to redo it).
 
-    python scripts/demo.py [--output_dir demo_out] [--quick] [--rows free_1,scale_4,null_scale_0] [--recipe '{"train_steps": 4000}']
+    python scripts/demo.py [--output_dir demo_out] [--quick] [--rows free_1,null_scale_0]
+                           [--recipe '{"train_steps": 4000}']
 """
 
 import argparse
