@@ -21,8 +21,10 @@ log-SNR). Each step is one UNet call plus one classifier gradient, so the number
 evaluations equals the step count. The table's first line is the floor: FID of --num_samples real
 training digits against the held-out ones (what FID reads when nothing is wrong at this sample
 size), with the judge's accuracy on the held-out digits (on training digits it is 1 by
-construction). Finished points are kept in results.json and skipped when the run is repeated with
-the same settings and checkpoints. One process; torch uses --threads (default: every core), with
+construction). FID and FID / baseline carry bootstrap standard errors (--bootstrap draws; paired,
+since every point shares seeds and labels, with the held-out reference resampled too:
+evaluations/bootstrap.py). Finished points are kept in results.json, their pool features in
+features/, and skipped when the run is repeated with the same settings and checkpoints. One process; torch uses --threads (default: every core), with
 OpenMP's waiting threads asleep (OMP_WAIT_POLICY=PASSIVE unless set).
 """
 
@@ -44,6 +46,7 @@ import torch as th
 from _timing import add_device_flags, start, sync
 
 from evaluations.batch_stats import BatchStats, batch_frechet_distance
+from evaluations.bootstrap import bootstrap_fids, ratio_stderr
 from evaluations.features import FeatureExtractor
 from evaluations.fid import compute_statistics
 from guided_diffusion.config.defaults import classifier_defaults, model_and_diffusion_defaults
@@ -156,7 +159,11 @@ def real_floor(ctx, args):
 
 
 def run_point(ctx, sampler, steps, args):
-    """Sample, time and score one (sampler, steps) point; :return: its table row (a dict)."""
+    """
+    Sample, time and score one (sampler, steps) point.
+
+    :return: (its table row, a dict; the samples' Inception pool features, float32 [N, 2048]).
+    """
     respacing = respacing_for(sampler, steps, args.dpm_grid)
     diffusion = respace(ctx["diffusion"], respacing)
     sync(ctx["device"])
@@ -169,17 +176,51 @@ def run_point(ctx, sampler, steps, args):
     )
     sync(ctx["device"])
     seconds = (time.perf_counter() - began) / args.num_samples
-    fid = batch_frechet_distance(inception_stats(ctx["extractor"], images), ctx["ref_stats"], "pool", method="fast")
-    return dict(sampler=sampler, steps=steps, grid=respacing, evaluations=diffusion.num_timesteps, fid=float(fid),
-                seconds_per_sample=seconds, **judge_columns(ctx["judge"].score(images, labels)))
+    stats = inception_stats(ctx["extractor"], images)
+    fid = batch_frechet_distance(stats, ctx["ref_stats"], "pool", method="fast")
+    row = dict(sampler=sampler, steps=steps, grid=respacing, evaluations=diffusion.num_timesteps, fid=float(fid),
+               seconds_per_sample=seconds, **judge_columns(ctx["judge"].score(images, labels)))
+    return row, stats.pool
+
+
+def features_path(out_dir, row):
+    """Where a point's pool features are kept for the bootstrap."""
+    return os.path.join(out_dir, "features", f"{row['sampler']}_{row['grid']}.npy")
+
+
+def add_bootstrap_errors(rows, baseline, ref_pool, out_dir, num_draws, seed=0):
+    """
+    Put bootstrap standard errors into the rows whose features were kept: "fid_se" (of the FID)
+    and, when the baseline row has features, "fid_ratio_se" (of FID / the baseline's FID). Every
+    point shares the seeds and labels, so the draws are paired (`evaluations.bootstrap`); the
+    held-out reference is resampled too.
+
+    :param rows: table rows (dicts), changed in place; others keep no error.
+    :param num_draws: bootstrap draws; < 2 adds nothing.
+    """
+    kept = [r for r in rows if os.path.exists(features_path(out_dir, r))]
+    for r in rows:
+        r.pop("fid_se", None), r.pop("fid_ratio_se", None)
+    if num_draws < 2 or not kept:
+        return
+    draws = bootstrap_fids(ref_pool, [np.load(features_path(out_dir, r)) for r in kept], num_draws, seed)
+    ratio = ratio_stderr(draws, kept.index(baseline)) if baseline in kept else None
+    for j, (r, se) in enumerate(zip(kept, draws.std(axis=0, ddof=1))):
+        r["fid_se"] = float(se)
+        if ratio is not None:
+            r["fid_ratio_se"] = float(ratio[j])
 
 
 def format_row(r, baseline):
-    """One markdown line; `baseline` (a row or None) gives the FID and time ratios."""
+    """
+    One markdown line; `baseline` (a row or None) gives the FID and time ratios. Bootstrap
+    errors ("fid_se", "fid_ratio_se"; `add_bootstrap_errors`) follow their figures when present.
+    """
     seconds = r.get("seconds_per_sample")
-    fid_ratio = "-" if baseline is None else f"{r['fid'] / baseline['fid']:.3f}"
+    error = lambda key: f" ± {r[key]:.3f}" if key in r else ""  # noqa: E731
+    fid_ratio = "-" if baseline is None else f"{r['fid'] / baseline['fid']:.3f}{error('fid_ratio_se')}"
     time_ratio = "-" if baseline is None or seconds is None else f"{seconds / baseline['seconds_per_sample']:.3f}"
-    return (f"| {r['sampler']} | {r['grid']} | {r['evaluations'] or '-'} | {r['fid']:.3f} | "
+    return (f"| {r['sampler']} | {r['grid']} | {r['evaluations'] or '-'} | {r['fid']:.3f}{error('fid_se')} | "
             f"{r['accuracy']:.3f} ± {r['accuracy_se']:.3f} | {r['on_manifold']:.3f} | "
             f"{'-' if seconds is None else f'{seconds:.4f}'} | {fid_ratio} | {time_ratio} |")
 
@@ -261,6 +302,9 @@ def parse_args(argv=None):
     p.add_argument("--precision", default=Recipe().precision, choices=PRECISIONS,
                    help="generate_samples' precision= (default: the demo recipe's; fp32: the networks as they are)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=200,
+                   help="bootstrap draws for the standard errors of FID and of FID / baseline (paired: every point "
+                        "shares seeds and labels); 0: none")
     p.add_argument("--output_dir", default="", help="default: <run_dir>/bench_solvers")
     add_device_flags(p, device="cuda" if th.cuda.is_available() else "cpu")
     p.set_defaults(threads=len(os.sched_getaffinity(0)))  # one process, every core
@@ -300,10 +344,11 @@ def load_results(json_path, settings):
     return saved["rows"], saved.get("floor")
 
 
-def write_outputs(out_dir, rows, floor, settings, args):
-    """results.md and fid_vs_evaluations.png; :return: the table."""
+def write_outputs(out_dir, rows, floor, settings, args, ref_pool):
+    """results.md and fid_vs_evaluations.png, with bootstrap errors; :return: the table."""
     rows.sort(key=lambda r: (r["sampler"], r["evaluations"]))
     baseline = next((r for r in rows if r["sampler"] == "ancestral" and r["steps"] == max(args.steps)), None)
+    add_bootstrap_errors(rows, baseline, ref_pool, out_dir, args.bootstrap)
     table = format_table(rows, baseline, floor)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(f"{table}\n\nbaseline: {baseline['grid'] + '-step ancestral' if baseline else 'none'}; "
@@ -337,11 +382,15 @@ def main(argv=None):
         for steps in args.steps:
             if any(r["sampler"] == sampler and r["steps"] == steps for r in rows):
                 continue
-            rows.append(run_point(ctx, sampler, steps, args))
-            print(format_row(rows[-1], None), flush=True)
+            row, pool = run_point(ctx, sampler, steps, args)
+            os.makedirs(os.path.join(out_dir, "features"), exist_ok=True)
+            np.save(features_path(out_dir, row), pool)
+            rows.append(row)
+            print(format_row(row, None), flush=True)
             save()
-    table = write_outputs(out_dir, rows, floor, settings, args)
-    print(f"\n{table}\n\nwrote {out_dir}/results.md, results.json, fid_vs_evaluations.png")
+    table = write_outputs(out_dir, rows, floor, settings, args, ctx["ref_stats"].pool)
+    save()
+    print(f"\n{table}\n\nwrote {out_dir}/results.md, results.json, fid_vs_evaluations.png, features/")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,27 @@ def test_table_puts_the_floor_first_and_divides_by_the_baseline():
     assert fast_line == "| dpm++2m | logsnr20 | 20 | 10.500 | 0.900 ± 0.030 | 0.950 | 0.2500 | 1.050 | 0.125 |"
 
 
+def test_bootstrap_errors_go_to_the_points_with_features_and_into_the_table(tmp_path):
+    rng = np.random.default_rng(0)
+    ref_pool, base_pool = rng.standard_normal((60, 8)), rng.standard_normal((80, 8)) + 0.5
+    base = dict(sampler="ancestral", grid="250", evaluations=250, fid=10.0, accuracy=0.9, accuracy_se=0.03,
+                on_manifold=0.95, seconds_per_sample=2.0)
+    fast = dict(base, sampler="dpm++2m", grid="logsnr20", evaluations=20, fid=10.5, seconds_per_sample=0.25)
+    lost = dict(base, sampler="dpm++3m", grid="logsnr20", evaluations=20, fid_se=1.0)  # its features are gone
+    (tmp_path / "features").mkdir()
+    np.save(bench.features_path(str(tmp_path), base), base_pool)
+    np.save(bench.features_path(str(tmp_path), fast), base_pool + 0.1 * rng.standard_normal((80, 8)))
+    bench.add_bootstrap_errors([base, fast, lost], base, ref_pool, str(tmp_path), num_draws=50)
+    # pairing: the near-copy's ratio to the baseline moves less than its own FID does, relatively
+    own_fid = bench.bootstrap_fids(ref_pool, [np.load(bench.features_path(str(tmp_path), fast))], 50)[:, 0].mean()
+    assert base["fid_ratio_se"] == 0 and 0 < fast["fid_ratio_se"] < fast["fid_se"] / own_fid / 2
+    assert "fid_se" not in lost and "fid_ratio_se" not in lost
+    line = bench.format_row(fast, base)
+    assert f"| 10.500 ± {fast['fid_se']:.3f} |" in line and f"| 1.050 ± {fast['fid_ratio_se']:.3f} |" in line
+    bench.add_bootstrap_errors([base, fast], base, ref_pool, str(tmp_path), num_draws=0)
+    assert "fid_se" not in fast and "± " not in bench.format_row(fast, base).split("|")[4]
+
+
 @pytest.mark.slow  # three benchmark runs: about 10 s of CPU
 def test_bench_scores_resumes_and_restarts_on_new_settings(tmp_path, monkeypatch):
     run = write_run_dir(tmp_path / "run")
@@ -127,7 +148,14 @@ def test_bench_scores_resumes_and_restarts_on_new_settings(tmp_path, monkeypatch
 
     bench.main(common + ["--steps", "3,4,5"])
     second = json.loads((out / "results.json").read_text())
-    assert len(produced) == 6 and second["rows"][:4] == first["rows"] and second["floor"] == first["floor"]
+    assert len(produced) == 6 and second["floor"] == first["floor"]
+    assert [r for r in second["rows"] if r["steps"] != 5] == first["rows"]  # kept, bootstrap errors included
+    # each point's FID error is the spread of its bootstrap draws over the kept pool features
+    ref_pool = PixelFeatures()(held_out["arr_0"])["pool"]
+    kept = [np.load(out / "features" / f"{r['sampler']}_{r['grid']}.npy") for r in second["rows"]]
+    draws = bench.bootstrap_fids(ref_pool, kept, num_draws=200)
+    assert [r["fid_se"] for r in second["rows"]] == pytest.approx(list(draws.std(axis=0, ddof=1)), rel=1e-9)
+    assert all(r["fid_se"] > 0 and "fid_ratio_se" not in r for r in second["rows"])  # no ancestral baseline
     bench.main(common + ["--steps", "3", "--classifier_scale", "2"])
     assert len(produced) == 8 and len(json.loads((out / "results.json").read_text())["rows"]) == 2
     assert branches == [None] * 8  # the null label: classifier guidance alone
