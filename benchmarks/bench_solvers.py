@@ -16,8 +16,9 @@ classifier guidance runs on its null-label branch, as in classifier_sample.py.
 
 Every point uses the same seed and balanced labels, so sample i starts from the same x_T and asks
 for the same digit under every sampler. ancestral and ddim step over the original's evenly spaced
-`--timestep_respacing N`, the DPM-Solver++ samplers over --dpm_grid (default logsnr: uniform in
-log-SNR). Each step is one UNet call plus one classifier gradient, so the number of model
+`--timestep_respacing N`, the DPM-Solver++ samplers over each grid of --dpm_grid (default logsnr:
+uniform in log-SNR; a comma list such as logsnr,karras runs both, against the same baseline).
+Each step is one UNet call plus one classifier gradient, so the number of model
 evaluations equals the step count. The table's first line is the floor: FID of --num_samples real
 training digits against the held-out ones (what FID reads when nothing is wrong at this sample
 size), with the judge's accuracy on the held-out digits (on training digits it is 1 by
@@ -60,6 +61,7 @@ from guided_diffusion.scoring.judge import read_labelled_batch
 from guided_diffusion.scoring.pixel_judge import digits_judge
 
 SAMPLERS = ("ancestral", "ddim", "dpm++2m", "dpm++3m")
+DPM_GRIDS = ("logsnr", "karras", "uniform")
 STEPS = (10, 15, 20, 25, 50, 100, 250)
 # generate_samples' guidance_scale for each branch: None samples the null label under a classifier,
 # 1 the plain conditional model
@@ -158,13 +160,24 @@ def real_floor(ctx, args):
                 evaluations=0, fid=float(fid), **judge_columns(ctx["judge"].score(held_out, held_out_labels)))
 
 
-def run_point(ctx, sampler, steps, args):
+def grid_kind(respacing):
+    """The spacing of a --timestep_respacing string without its count: "karras20" -> "karras", "250" -> ""."""
+    return re.sub(r"\d+$", "", respacing)
+
+
+def planned_points(samplers, steps, dpm_grids):
+    """:return: [(sampler, steps, grid)]: every DPM-Solver++ sampler on each of `dpm_grids`, the others evenly."""
+    return [(sampler, n, grid) for sampler in samplers
+            for grid in (dpm_grids if sampler.startswith("dpm++") else ["uniform"]) for n in steps]
+
+
+def run_point(ctx, sampler, steps, grid, args):
     """
-    Sample, time and score one (sampler, steps) point.
+    Sample, time and score one (sampler, steps) point on `grid` (one of DPM_GRIDS).
 
     :return: (its table row, a dict; the samples' Inception pool features, float32 [N, 2048]).
     """
-    respacing = respacing_for(sampler, steps, args.dpm_grid)
+    respacing = respacing_for(sampler, steps, grid)
     diffusion = respace(ctx["diffusion"], respacing)
     sync(ctx["device"])
     began = time.perf_counter()
@@ -233,9 +246,28 @@ def format_table(rows, baseline, floor=None):
     return "\n".join(lines)
 
 
+def plot_series(rows):
+    """
+    The plot's lines: one per sampler, or per sampler and grid when a sampler ran on several
+    grids (its colour paler on each further grid).
+
+    :return: [(legend label, RGB colour, the rows of the line)], in first-appearance order.
+    """
+    series = {}
+    for r in rows:
+        series.setdefault((r["sampler"], grid_kind(r["grid"])), []).append(r)
+    out, seen = [], {}
+    for (sampler, kind), members in series.items():
+        several = sum(s == sampler for s, _ in series) > 1
+        paler = seen[sampler] = seen.get(sampler, -1) + 1
+        colour = tuple(int(c + (255 - c) * min(0.7, 0.35 * paler)) for c in COLOURS.get(sampler, (0, 0, 0)))
+        out.append((f"{sampler} {kind or 'even'}" if several else sampler, colour, members))
+    return out
+
+
 def plot_fid(rows, path, floor_fid=None, size=(840, 480), margin=60, legend_width=130):
     """
-    PNG line plot against model evaluations (log axis), one line per sampler. With `floor_fid`
+    PNG line plot against model evaluations (log axis), one line per `plot_series`. With `floor_fid`
     the y axis is FID minus the real-vs-real floor, on a log scale: samplers a few tenths apart
     near the floor stay apart even when another one (guided DDIM here) is hundreds above it.
     Points at or below the floor sit on the bottom edge. Without a floor: FID on a log scale.
@@ -274,14 +306,13 @@ def plot_fid(rows, path, floor_fid=None, size=(840, 480), margin=60, legend_widt
     title = (f"FID above the real-vs-real floor ({floor_fid:.2f}), log scale" if floor_fid is not None
              else "FID, log scale")
     draw.text((margin, 20), f"{title}, against model evaluations", fill=(0, 0, 0))
-    for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in rows)):
-        colour = COLOURS.get(sampler, (0, 0, 0))
-        points = sorted(to_px(np.log(r["evaluations"]), height(r["fid"])) for r in rows if r["sampler"] == sampler)
+    for i, (label, colour, members) in enumerate(plot_series(rows)):
+        points = sorted(to_px(np.log(r["evaluations"]), height(r["fid"])) for r in members)
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         for px, py in points:
             draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-        draw.text((w - margin - legend_width + 12, margin + 8 + 14 * i), f"- {sampler}", fill=colour)
+        draw.text((w - margin - legend_width + 12, margin + 8 + 14 * i), f"- {label}", fill=colour)
     img.save(path)
 
 
@@ -297,8 +328,9 @@ def parse_args(argv=None):
                    help="which branch of the class-conditional base the classifier guides: null (its null label, "
                         "as the original guides an unconditional model) or conditional (the requested label: the "
                         "paper's ADM-G)")
-    p.add_argument("--dpm_grid", default="logsnr", choices=["logsnr", "karras", "uniform"],
-                   help="step grid of the dpm++ samplers (ancestral and ddim keep the original's)")
+    p.add_argument("--dpm_grid", default="logsnr",
+                   help=f"step grids of the dpm++ samplers, a comma list of {', '.join(DPM_GRIDS)} (ancestral and "
+                        f"ddim keep the original's even grid)")
     p.add_argument("--precision", default=Recipe().precision, choices=PRECISIONS,
                    help="generate_samples' precision= (default: the demo recipe's; fp32: the networks as they are)")
     p.add_argument("--seed", type=int, default=0)
@@ -311,6 +343,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.samplers = [s for s in args.samplers.split(",") if s]
     args.steps = [int(s) for s in args.steps.split(",") if s]
+    args.dpm_grid = [g for g in args.dpm_grid.split(",") if g]
+    unknown = sorted(set(args.dpm_grid) - set(DPM_GRIDS)) or ([] if args.dpm_grid else ["(none)"])
+    if unknown:
+        p.error(f"--dpm_grid {','.join(unknown)}: choose a comma list of {', '.join(DPM_GRIDS)}")
     if args.num_samples < 2 or args.batch_size < 1:
         p.error(f"--num_samples must be >= 2 (FID) and --batch_size >= 1, got {args.num_samples}, {args.batch_size}")
     return args
@@ -346,7 +382,7 @@ def load_results(json_path, settings):
 
 def write_outputs(out_dir, rows, floor, settings, args, ref_pool):
     """results.md and fid_vs_evaluations.png, with bootstrap errors; :return: the table."""
-    rows.sort(key=lambda r: (r["sampler"], r["evaluations"]))
+    rows.sort(key=lambda r: (r["sampler"], grid_kind(r["grid"]), r["evaluations"]))
     baseline = next((r for r in rows if r["sampler"] == "ancestral" and r["steps"] == max(args.steps)), None)
     add_bootstrap_errors(rows, baseline, ref_pool, out_dir, args.bootstrap)
     table = format_table(rows, baseline, floor)
@@ -364,7 +400,7 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     ctx = load_context(args, device)
     settings = dict(run_dir=os.path.abspath(args.run_dir), num_samples=args.num_samples, seed=args.seed,
-                    classifier_scale=args.classifier_scale, branch=args.branch, dpm_grid=args.dpm_grid,
+                    classifier_scale=args.classifier_scale, branch=args.branch,
                     precision=args.precision, checkpoints=ctx["checkpoints"])
     json_path = os.path.join(out_dir, "results.json")
     rows, floor = load_results(json_path, settings)
@@ -378,16 +414,15 @@ def main(argv=None):
     if floor is None:
         floor = real_floor(ctx, args)
         save()
-    for sampler in args.samplers:
-        for steps in args.steps:
-            if any(r["sampler"] == sampler and r["steps"] == steps for r in rows):
-                continue
-            row, pool = run_point(ctx, sampler, steps, args)
-            os.makedirs(os.path.join(out_dir, "features"), exist_ok=True)
-            np.save(features_path(out_dir, row), pool)
-            rows.append(row)
-            print(format_row(row, None), flush=True)
-            save()
+    for sampler, steps, grid in planned_points(args.samplers, args.steps, args.dpm_grid):
+        if any(r["sampler"] == sampler and r["grid"] == respacing_for(sampler, steps, grid) for r in rows):
+            continue
+        row, pool = run_point(ctx, sampler, steps, grid, args)
+        os.makedirs(os.path.join(out_dir, "features"), exist_ok=True)
+        np.save(features_path(out_dir, row), pool)
+        rows.append(row)
+        print(format_row(row, None), flush=True)
+        save()
     table = write_outputs(out_dir, rows, floor, settings, args, ctx["ref_stats"].pool)
     save()
     print(f"\n{table}\n\nwrote {out_dir}/results.md, results.json, fid_vs_evaluations.png, features/")

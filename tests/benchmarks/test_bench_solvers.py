@@ -93,6 +93,26 @@ def test_table_puts_the_floor_first_and_divides_by_the_baseline():
     assert fast_line == "| dpm++2m | logsnr20 | 20 | 10.500 | 0.900 ± 0.030 | 0.950 | 0.2500 | 1.050 | 0.125 |"
 
 
+def test_dpm_samplers_run_on_every_listed_grid_and_the_others_evenly():
+    points = bench.planned_points(["ancestral", "dpm++2m"], [10, 20], ["logsnr", "karras"])
+    assert points == [("ancestral", 10, "uniform"), ("ancestral", 20, "uniform"), ("dpm++2m", 10, "logsnr"),
+                      ("dpm++2m", 20, "logsnr"), ("dpm++2m", 10, "karras"), ("dpm++2m", 20, "karras")]
+    assert [bench.respacing_for(s, n, g) for s, n, g in points] == ["10", "20", "logsnr10", "logsnr20",
+                                                                    "karras10", "karras20"]
+    assert bench.parse_args(["--dpm_grid", "karras,logsnr"]).dpm_grid == ["karras", "logsnr"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dpm_grid", "logsnr,cosine"])
+
+
+def test_plot_has_a_line_per_sampler_and_grid_only_where_grids_differ():
+    rows = [dict(sampler=s, grid=g) for s, g in (("ancestral", "250"), ("dpm++2m", "logsnr20"),
+                                                 ("dpm++2m", "karras20"), ("dpm++2m", "logsnr10"))]
+    series = bench.plot_series(rows)
+    assert [(label, len(members)) for label, _, members in series] == [
+        ("ancestral", 1), ("dpm++2m logsnr", 2), ("dpm++2m karras", 1)]
+    assert series[1][1] == bench.COLOURS["dpm++2m"] and series[2][1] != series[1][1]
+
+
 def test_bootstrap_errors_go_to_the_points_with_features_and_into_the_table(tmp_path):
     rng = np.random.default_rng(0)
     ref_pool, base_pool = rng.standard_normal((60, 8)), rng.standard_normal((80, 8)) + 0.5
@@ -162,3 +182,8 @@ def test_bench_scores_resumes_and_restarts_on_new_settings(tmp_path, monkeypatch
     bench.main(common + ["--steps", "3", "--classifier_scale", "2", "--branch", "conditional"])
     assert len(produced) == 10 and branches[-1] == 1.0  # the requested label's branch (ADM-G): a new run
     assert not np.array_equal(produced[-1][0], produced[-3][0])  # same sampler, steps and scale, other branch
+    # a second grid adds only its own points to the same run, beside the same baseline
+    bench.main(common + ["--steps", "3", "--classifier_scale", "2", "--branch", "conditional",
+                         "--dpm_grid", "logsnr,karras"])
+    grids = [(r["sampler"], r["grid"]) for r in json.loads((out / "results.json").read_text())["rows"]]
+    assert len(produced) == 11 and grids == [("ddim", "3"), ("dpm++2m", "karras3"), ("dpm++2m", "logsnr3")]
