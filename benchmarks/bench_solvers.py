@@ -17,16 +17,17 @@ classifier guidance runs on its null-label branch, as in classifier_sample.py.
 Every point uses the same seed and balanced labels, so sample i starts from the same x_T and asks
 for the same digit under every sampler. ancestral and ddim step over the original's evenly spaced
 `--timestep_respacing N`, the DPM-Solver++ samplers over each grid of --dpm_grid (default logsnr:
-uniform in log-SNR; a comma list such as logsnr,karras runs both, against the same baseline).
-Each step is one UNet call plus one classifier gradient, so the number of model
-evaluations equals the step count. The table's first line is the floor: FID of --num_samples real
-training digits against the held-out ones (what FID reads when nothing is wrong at this sample
-size), with the judge's accuracy on the held-out digits (on training digits it is 1 by
-construction). FID and FID / baseline carry bootstrap standard errors (--bootstrap draws; paired,
-since every point shares seeds and labels, with the held-out reference resampled too:
-evaluations/bootstrap.py). Finished points are kept in results.json, their pool features in
-features/, and skipped when the run is repeated with the same settings and checkpoints. One process; torch uses --threads (default: every core), with
-OpenMP's waiting threads asleep (OMP_WAIT_POLICY=PASSIVE unless set).
+uniform in log-SNR; a comma list such as logsnr,karras runs both, against the same baseline). Each
+step is one UNet call plus one classifier gradient, so the number of model evaluations equals the
+step count. The table's first line is the floor: FID of --num_samples real training digits against
+the held-out ones (what FID reads when nothing is wrong at this sample size), with the judge's
+accuracy on the held-out digits (on training digits it is 1 by construction). The baseline is the
+ancestral point with the most steps in the results. FID and FID / baseline carry bootstrap standard
+errors (--bootstrap draws; paired, since every point shares seeds and labels, with the held-out
+reference resampled too: evaluations/bootstrap.py). Finished points are kept in results.json, their
+pool features in features/, and skipped when the run is repeated with the same settings and
+checkpoints. One process; torch uses --threads (default: every core), with OpenMP's waiting threads
+asleep (OMP_WAIT_POLICY=PASSIVE unless set).
 """
 
 import argparse
@@ -380,10 +381,15 @@ def load_results(json_path, settings):
     return saved["rows"], saved.get("floor")
 
 
+def baseline_row(rows):
+    """The ancestral point with the most steps among `rows` (whichever run added it), or None."""
+    return max((r for r in rows if r["sampler"] == "ancestral"), key=lambda r: r["steps"], default=None)
+
+
 def write_outputs(out_dir, rows, floor, settings, args, ref_pool):
     """results.md and fid_vs_evaluations.png, with bootstrap errors; :return: the table."""
     rows.sort(key=lambda r: (r["sampler"], grid_kind(r["grid"]), r["evaluations"]))
-    baseline = next((r for r in rows if r["sampler"] == "ancestral" and r["steps"] == max(args.steps)), None)
+    baseline = baseline_row(rows)
     add_bootstrap_errors(rows, baseline, ref_pool, out_dir, args.bootstrap)
     table = format_table(rows, baseline, floor)
     with open(os.path.join(out_dir, "results.md"), "w") as f:

@@ -113,6 +113,12 @@ def test_plot_has_a_line_per_sampler_and_grid_only_where_grids_differ():
     assert series[1][1] == bench.COLOURS["dpm++2m"] and series[2][1] != series[1][1]
 
 
+def test_baseline_is_the_longest_ancestral_run_whatever_was_asked_last():
+    rows = [dict(sampler="ancestral", steps=n) for n in (20, 250, 50)] + [dict(sampler="ddim", steps=500)]
+    assert bench.baseline_row(rows) is rows[1]
+    assert bench.baseline_row(rows[3:]) is None
+
+
 def test_bootstrap_errors_go_to_the_points_with_features_and_into_the_table(tmp_path):
     rng = np.random.default_rng(0)
     ref_pool, base_pool = rng.standard_normal((60, 8)), rng.standard_normal((80, 8)) + 0.5
