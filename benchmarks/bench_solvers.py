@@ -250,7 +250,7 @@ def format_table(rows, baseline, floor=None):
 def plot_series(rows):
     """
     The plot's lines: one per sampler, or per sampler and grid when a sampler ran on several
-    grids (its colour paler on each further grid).
+    grids (its colour paler on the second grid, darker on the third, and so on).
 
     :return: [(legend label, RGB colour, the rows of the line)], in first-appearance order.
     """
@@ -260,8 +260,9 @@ def plot_series(rows):
     out, seen = [], {}
     for (sampler, kind), members in series.items():
         several = sum(s == sampler for s, _ in series) > 1
-        paler = seen[sampler] = seen.get(sampler, -1) + 1
-        colour = tuple(int(c + (255 - c) * min(0.7, 0.35 * paler)) for c in COLOURS.get(sampler, (0, 0, 0)))
+        k = seen[sampler] = seen.get(sampler, -1) + 1
+        towards, amount = (255, 0.45) if k % 2 else (0, 0.45 * min(k // 2, 1))
+        colour = tuple(int(c + (towards - c) * amount) for c in COLOURS.get(sampler, (0, 0, 0)))
         out.append((f"{sampler} {kind or 'even'}" if several else sampler, colour, members))
     return out
 

@@ -111,6 +111,8 @@ def test_plot_has_a_line_per_sampler_and_grid_only_where_grids_differ():
     assert [(label, len(members)) for label, _, members in series] == [
         ("ancestral", 1), ("dpm++2m logsnr", 2), ("dpm++2m karras", 1)]
     assert series[1][1] == bench.COLOURS["dpm++2m"] and series[2][1] != series[1][1]
+    third = bench.plot_series(rows + [dict(sampler="dpm++2m", grid="20")])[3]
+    assert third[0] == "dpm++2m even" and len({series[1][1], series[2][1], third[1]}) == 3
 
 
 def test_baseline_is_the_longest_ancestral_run_whatever_was_asked_last():
