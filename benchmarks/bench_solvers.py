@@ -214,7 +214,8 @@ def add_bootstrap_errors(rows, baseline, ref_pool, out_dir, num_draws, seed=0):
     """
     kept = [r for r in rows if os.path.exists(features_path(out_dir, r))]
     for r in rows:
-        r.pop("fid_se", None), r.pop("fid_ratio_se", None)
+        for key in ("fid_se", "fid_ratio_se"):
+            r.pop(key, None)
     if num_draws < 2 or not kept:
         return
     draws = bootstrap_fids(ref_pool, [np.load(features_path(out_dir, r)) for r in kept], num_draws, seed)
@@ -332,7 +333,7 @@ def parse_args(argv=None):
                         "paper's ADM-G)")
     p.add_argument("--dpm_grid", default="logsnr",
                    help=f"step grids of the dpm++ samplers, a comma list of {', '.join(DPM_GRIDS)} (ancestral and "
-                        f"ddim keep the original's even grid)")
+                        "ddim keep the original's even grid)")
     p.add_argument("--precision", default=Recipe().precision, choices=PRECISIONS,
                    help="generate_samples' precision= (default: the demo recipe's; fp32: the networks as they are)")
     p.add_argument("--seed", type=int, default=0)

@@ -34,7 +34,7 @@ def bootstrap_fids(reference, batches, num_draws=200, seed=0, resample_reference
     reference = np.asarray(reference, dtype=np.float64)
     batches = [np.asarray(b, dtype=np.float64) for b in batches]
     sizes = {b.shape for b in batches}
-    if not batches or len(sizes) != 1:
+    if not batches or len(sizes) != 1 or batches[0].ndim != 2:
         raise ValueError(f"need paired batches of one shape [N, D], got shapes {sorted(sizes)}")
     (n, width), = sizes
     if reference.ndim != 2 or reference.shape[1] != width or min(n, len(reference)) < 2:

@@ -57,6 +57,8 @@ def test_bad_input_is_named():
     ref = _gaussian(30)
     with pytest.raises(ValueError, match="paired batches"):
         bootstrap_fids(ref, [_gaussian(20), _gaussian(21)])
+    with pytest.raises(ValueError, match="paired batches"):
+        bootstrap_fids(ref, [np.zeros(20)])
     with pytest.raises(ValueError, match="reference"):
         bootstrap_fids(_gaussian(30, d=5), [_gaussian(20)])
     with pytest.raises(ValueError, match="num_draws"):
