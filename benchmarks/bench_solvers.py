@@ -68,6 +68,8 @@ STEPS = (10, 15, 20, 25, 50, 100, 250)
 # 1 the plain conditional model
 BRANCHES = {"null": None, "conditional": 1.0}
 JUDGE_LABEL = "independent judge (pixel k-NN)"
+# a sampler's colour on its first, second and third grid: (blend target, blend amount)
+GRID_SHADES = ((0, 0.0), (255, 0.45), (0, 0.45))
 COLOURS = {"ancestral": (31, 119, 180), "ddim": (255, 127, 14), "dpm++2m": (44, 160, 44),
            "dpm++3m": (214, 39, 40), "dpm++2m-sde": (148, 103, 189)}
 
@@ -251,7 +253,7 @@ def format_table(rows, baseline, floor=None):
 def plot_series(rows):
     """
     The plot's lines: one per sampler, or per sampler and grid when a sampler ran on several
-    grids (its colour paler on the second grid, darker on the third, and so on).
+    grids (its colour as is on the first grid, paler on the second, darker on the third).
 
     :return: [(legend label, RGB colour, the rows of the line)], in first-appearance order.
     """
@@ -262,7 +264,7 @@ def plot_series(rows):
     for (sampler, kind), members in series.items():
         several = sum(s == sampler for s, _ in series) > 1
         k = seen[sampler] = seen.get(sampler, -1) + 1
-        towards, amount = (255, 0.45) if k % 2 else (0, 0.45 * min(k // 2, 1))
+        towards, amount = GRID_SHADES[k % len(GRID_SHADES)]
         colour = tuple(int(c + (towards - c) * amount) for c in COLOURS.get(sampler, (0, 0, 0)))
         out.append((f"{sampler} {kind or 'even'}" if several else sampler, colour, members))
     return out
@@ -405,7 +407,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = start(args)
     out_dir = args.output_dir or os.path.join(args.run_dir, "bench_solvers")
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "features"), exist_ok=True)
     ctx = load_context(args, device)
     settings = dict(run_dir=os.path.abspath(args.run_dir), num_samples=args.num_samples, seed=args.seed,
                     classifier_scale=args.classifier_scale, branch=args.branch,
@@ -426,7 +428,6 @@ def main(argv=None):
         if any(r["sampler"] == sampler and r["grid"] == respacing_for(sampler, steps, grid) for r in rows):
             continue
         row, pool = run_point(ctx, sampler, steps, grid, args)
-        os.makedirs(os.path.join(out_dir, "features"), exist_ok=True)
         np.save(features_path(out_dir, row), pool)
         rows.append(row)
         print(format_row(row, None), flush=True)
